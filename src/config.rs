@@ -1,0 +1,408 @@
+//! The one model of `config.toml`: every key, its default, and the checks run at start.
+//! `config.example.toml` mirrors the doc comments here.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the daemon looks for its configuration when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/securityhub-agent/config.toml";
+
+/// Security Hub's own limit: findings in one `BatchImportFindings` request.
+pub const API_MAX_FINDINGS_PER_REQUEST: usize = 100;
+
+/// A configuration problem, worded for the person editing the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending key or value.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What toml/serde said, with a hint where we have one.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key, e.g. `batch.max_findings`.
+        key: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The spool directory and what happens to files in it.
+    pub spool: SpoolConfig,
+    /// The bounded in-memory queue between the spool reader and the sender.
+    pub queue: QueueConfig,
+    /// How findings are grouped into `BatchImportFindings` requests.
+    pub batch: BatchConfig,
+    /// Backoff and timeouts for requests to Security Hub.
+    pub retry: RetryConfig,
+    /// Where findings go.
+    pub destination: DestinationConfig,
+    /// Stopping.
+    pub shutdown: ShutdownConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// What to do with a spool file once all its findings are settled.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSuccess {
+    /// Remove it.
+    #[default]
+    Delete,
+    /// Move it to `done_dir`.
+    Move,
+}
+
+/// `[spool]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory scanners drop files into (rename them in; dot-files, `*.tmp` and `*.part` are ignored).
+    pub dir: PathBuf,
+    /// Where undecodable files and rejected findings go. Default: `<dir>/failed`.
+    pub failed_dir: Option<PathBuf>,
+    /// `delete` (default) or `move` finished files to `done_dir`.
+    pub on_success: OnSuccess,
+    /// Where finished files go with `on_success = "move"`. Default: `<dir>/done`.
+    pub done_dir: Option<PathBuf>,
+    /// Full directory scan as a safety net besides inotify.
+    #[serde(with = "humantime_serde")]
+    pub rescan_interval: Duration,
+    /// A file found by a scan (not by an inotify event) is left alone until it has not changed for this long.
+    #[serde(with = "humantime_serde")]
+    pub settle_time: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/spool/securityhub-agent"),
+            failed_dir: None,
+            on_success: OnSuccess::Delete,
+            done_dir: None,
+            rescan_interval: Duration::from_secs(60),
+            settle_time: Duration::from_secs(2),
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// The dead-letter / quarantine directory.
+    pub fn failed_dir(&self) -> PathBuf {
+        self.failed_dir.clone().unwrap_or_else(|| self.dir.join("failed"))
+    }
+    /// The directory finished files are moved to with `on_success = "move"`.
+    pub fn done_dir(&self) -> PathBuf {
+        self.done_dir.clone().unwrap_or_else(|| self.dir.join("done"))
+    }
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Findings held in memory at most (queued, in flight or being retried).
+    pub max_findings: usize,
+    /// Bytes of finding JSON held in memory at most. At least 8 MiB (one full request plus one finding).
+    pub max_bytes: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { max_findings: 10_000, max_bytes: 32 * 1024 * 1024 }
+    }
+}
+
+/// `[batch]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Findings per request, 1 to 100.
+    pub max_findings: usize,
+    /// A partly filled request leaves after this long.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Requests in flight at once (each retries on its own until its findings are settled).
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self { max_findings: 100, flush_interval: Duration::from_secs(1), max_in_flight: 4 }
+    }
+}
+
+/// `[retry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First backoff after a failed request; doubles each time, with full jitter.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Backoff never grows beyond this. Transient failures are retried without limit.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Pause after `InvalidAccessException`/`AccessDeniedException` before trying again.
+    #[serde(with = "humantime_serde")]
+    pub access_denied_pause: Duration,
+    /// One request attempt is abandoned (and retried) after this long.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            access_denied_pause: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[destination]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DestinationConfig {
+    /// AWS Region. Default: the SDK's chain (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint override, e.g. a VPC endpoint or a local stand-in (`http://127.0.0.1:4566`).
+    pub endpoint_url: Option<String>,
+    /// `ProductArn` for findings that have none. Default:
+    /// `arn:aws:securityhub:REGION:ACCOUNT:product/ACCOUNT/default`.
+    pub product_arn: Option<String>,
+    /// `AwsAccountId` for findings that have none (12 digits).
+    pub account_id: Option<String>,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// After SIGTERM/SIGINT, requests in flight and findings already queued get this long to finish.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { grace: Duration::from_secs(10) }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+/// The keys of every section, for "did you mean" hints.
+const KNOWN_KEYS: &[&str] = &[
+    "spool", "queue", "batch", "retry", "destination", "shutdown", "log", "dir", "failed_dir",
+    "on_success", "done_dir", "rescan_interval", "settle_time", "max_findings", "max_bytes",
+    "flush_interval", "max_in_flight", "initial_backoff", "max_backoff", "access_denied_pause",
+    "request_timeout", "region", "endpoint_url", "product_arn", "account_id", "grace", "level",
+];
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_column(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: with_hint(e.message()),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| {
+            Err(ConfigError::Invalid { path: path.to_owned(), key, message })
+        };
+        if !(1..=API_MAX_FINDINGS_PER_REQUEST).contains(&self.batch.max_findings) {
+            return invalid("batch.max_findings", format!(
+                "{} is outside 1..=100 (Security Hub takes at most 100 findings a request)",
+                self.batch.max_findings
+            ));
+        }
+        if self.batch.max_in_flight == 0 {
+            return invalid("batch.max_in_flight", "must be at least 1".into());
+        }
+        if self.queue.max_findings < self.batch.max_findings {
+            return invalid("queue.max_findings", format!(
+                "{} is smaller than batch.max_findings ({}); the queue must hold one full request",
+                self.queue.max_findings, self.batch.max_findings
+            ));
+        }
+        if self.queue.max_bytes < 8 * 1024 * 1024 {
+            return invalid("queue.max_bytes", format!(
+                "{} bytes is below the minimum of 8388608 (8 MiB: one 6 MB request plus room to fill the next)",
+                self.queue.max_bytes
+            ));
+        }
+        if self.retry.initial_backoff.is_zero() || self.retry.max_backoff < self.retry.initial_backoff {
+            return invalid("retry.max_backoff", "must be at least retry.initial_backoff, which must be above zero".into());
+        }
+        if let Some(id) = &self.destination.account_id {
+            if !crate::finding::is_account_id(id) {
+                return invalid("destination.account_id", format!("{id:?} is not a 12-digit AWS account id"));
+            }
+        }
+        if let Some(arn) = &self.destination.product_arn {
+            if !arn.starts_with("arn:") || !arn.contains(":product/") {
+                return invalid("destination.product_arn", format!(
+                    "{arn:?} is not a product ARN (arn:aws:securityhub:REGION:ACCOUNT:product/COMPANY/PRODUCT)"
+                ));
+            }
+        }
+        if let Some(url) = &self.destination.endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid("destination.endpoint_url", format!("{url:?} must start with http:// or https://"));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid("log.level", format!("{:?} is not a level (error, warn, info, debug, trace)", self.log.level));
+        }
+        Ok(())
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+/// Adds "did you mean" to serde's unknown-field message.
+fn with_hint(message: &str) -> String {
+    let message = message.trim_end().to_owned();
+    let Some(rest) = message.strip_prefix("unknown field `") else { return message };
+    let Some(field) = rest.split('`').next() else { return message };
+    match KNOWN_KEYS.iter().min_by_key(|k| edit_distance(field, k)) {
+        Some(best) if edit_distance(field, best) <= 2 => format!("{message} (did you mean \"{best}\"?)"),
+        _ => message,
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.spool.dir, PathBuf::from("/var/spool/securityhub-agent"));
+        assert_eq!(c.spool.failed_dir(), PathBuf::from("/var/spool/securityhub-agent/failed"));
+        assert_eq!(c.batch.max_findings, 100);
+        assert_eq!(c.batch.flush_interval, Duration::from_secs(1));
+        assert_eq!(c.retry.max_backoff, Duration::from_secs(30));
+        assert_eq!(c.spool.on_success, OnSuccess::Delete);
+    }
+
+    #[test]
+    fn unknown_key_names_line_column_and_suggestion() {
+        let err = parse("[destination]\nregoin = \"eu-west-1\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("config.toml:2:1: unknown field `regoin`"), "{err}");
+        assert!(err.contains("did you mean \"region\""), "{err}");
+    }
+
+    #[test]
+    fn durations_are_humantime_strings() {
+        let c = parse("[batch]\nflush_interval = \"250ms\"\n[spool]\nrescan_interval = \"5m\"").unwrap();
+        assert_eq!(c.batch.flush_interval, Duration::from_millis(250));
+        assert_eq!(c.spool.rescan_interval, Duration::from_secs(300));
+        let err = parse("[batch]\nflush_interval = \"soon\"").unwrap_err().to_string();
+        assert!(err.starts_with("config.toml:2:18:"), "{err}");
+    }
+
+    #[test]
+    fn batch_over_api_limit_is_refused_with_key() {
+        let err = parse("[batch]\nmax_findings = 101").unwrap_err().to_string();
+        assert!(err.contains("batch.max_findings: 101 is outside 1..=100"), "{err}");
+    }
+
+    #[test]
+    fn account_id_must_have_12_digits() {
+        let err = parse("[destination]\naccount_id = \"1234\"").unwrap_err().to_string();
+        assert!(err.contains("destination.account_id"), "{err}");
+        assert!(parse("[destination]\naccount_id = \"111122223333\"").is_ok());
+    }
+
+    #[test]
+    fn small_byte_budget_is_refused() {
+        let err = parse("[queue]\nmax_bytes = 1000").unwrap_err().to_string();
+        assert!(err.contains("queue.max_bytes"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../config.example.toml");
+        parse(text).unwrap();
+    }
+}
