@@ -114,11 +114,15 @@ impl Default for SpoolConfig {
 impl SpoolConfig {
     /// The dead-letter / quarantine directory.
     pub fn failed_dir(&self) -> PathBuf {
-        self.failed_dir.clone().unwrap_or_else(|| self.dir.join("failed"))
+        self.failed_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("failed"))
     }
     /// The directory finished files are moved to with `on_success = "move"`.
     pub fn done_dir(&self) -> PathBuf {
-        self.done_dir.clone().unwrap_or_else(|| self.dir.join("done"))
+        self.done_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("done"))
     }
 }
 
@@ -134,7 +138,10 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { max_findings: 10_000, max_bytes: 32 * 1024 * 1024 }
+        Self {
+            max_findings: 10_000,
+            max_bytes: 32 * 1024 * 1024,
+        }
     }
 }
 
@@ -153,7 +160,11 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_findings: 100, flush_interval: Duration::from_secs(1), max_in_flight: 4 }
+        Self {
+            max_findings: 100,
+            flush_interval: Duration::from_secs(1),
+            max_in_flight: 4,
+        }
     }
 }
 
@@ -212,7 +223,9 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { grace: Duration::from_secs(10) }
+        Self {
+            grace: Duration::from_secs(10),
+        }
     }
 }
 
@@ -226,30 +239,60 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
 /// The keys of every section, for "did you mean" hints.
 const KNOWN_KEYS: &[&str] = &[
-    "spool", "queue", "batch", "retry", "destination", "shutdown", "log", "dir", "failed_dir",
-    "on_success", "done_dir", "rescan_interval", "settle_time", "max_findings", "max_bytes",
-    "flush_interval", "max_in_flight", "initial_backoff", "max_backoff", "access_denied_pause",
-    "request_timeout", "region", "endpoint_url", "product_arn", "account_id", "grace", "level",
+    "spool",
+    "queue",
+    "batch",
+    "retry",
+    "destination",
+    "shutdown",
+    "log",
+    "dir",
+    "failed_dir",
+    "on_success",
+    "done_dir",
+    "rescan_interval",
+    "settle_time",
+    "max_findings",
+    "max_bytes",
+    "flush_interval",
+    "max_in_flight",
+    "initial_backoff",
+    "max_backoff",
+    "access_denied_pause",
+    "request_timeout",
+    "region",
+    "endpoint_url",
+    "product_arn",
+    "account_id",
+    "grace",
+    "level",
 ];
 
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates `text`; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_column(text, s.start)).unwrap_or((1, 1));
+            let (line, column) = e
+                .span()
+                .map(|s| line_column(text, s.start))
+                .unwrap_or((1, 1));
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
@@ -263,51 +306,84 @@ impl Config {
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key, message: String| {
-            Err(ConfigError::Invalid { path: path.to_owned(), key, message })
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message,
+            })
         };
         if !(1..=API_MAX_FINDINGS_PER_REQUEST).contains(&self.batch.max_findings) {
-            return invalid("batch.max_findings", format!(
-                "{} is outside 1..=100 (Security Hub takes at most 100 findings a request)",
-                self.batch.max_findings
-            ));
+            return invalid(
+                "batch.max_findings",
+                format!(
+                    "{} is outside 1..=100 (Security Hub takes at most 100 findings a request)",
+                    self.batch.max_findings
+                ),
+            );
         }
         if self.batch.max_in_flight == 0 {
             return invalid("batch.max_in_flight", "must be at least 1".into());
         }
         if self.queue.max_findings < self.batch.max_findings {
-            return invalid("queue.max_findings", format!(
-                "{} is smaller than batch.max_findings ({}); the queue must hold one full request",
-                self.queue.max_findings, self.batch.max_findings
-            ));
+            return invalid(
+                "queue.max_findings",
+                format!(
+                    "{} is smaller than batch.max_findings ({}); the queue must hold one full request",
+                    self.queue.max_findings, self.batch.max_findings
+                ),
+            );
         }
         if self.queue.max_bytes < 8 * 1024 * 1024 {
-            return invalid("queue.max_bytes", format!(
-                "{} bytes is below the minimum of 8388608 (8 MiB: one 6 MB request plus room to fill the next)",
-                self.queue.max_bytes
-            ));
+            return invalid(
+                "queue.max_bytes",
+                format!(
+                    "{} bytes is below the minimum of 8388608 (8 MiB: one 6 MB request plus room to fill the next)",
+                    self.queue.max_bytes
+                ),
+            );
         }
-        if self.retry.initial_backoff.is_zero() || self.retry.max_backoff < self.retry.initial_backoff {
-            return invalid("retry.max_backoff", "must be at least retry.initial_backoff, which must be above zero".into());
+        if self.retry.initial_backoff.is_zero()
+            || self.retry.max_backoff < self.retry.initial_backoff
+        {
+            return invalid(
+                "retry.max_backoff",
+                "must be at least retry.initial_backoff, which must be above zero".into(),
+            );
         }
         if let Some(id) = &self.destination.account_id {
             if !crate::finding::is_account_id(id) {
-                return invalid("destination.account_id", format!("{id:?} is not a 12-digit AWS account id"));
+                return invalid(
+                    "destination.account_id",
+                    format!("{id:?} is not a 12-digit AWS account id"),
+                );
             }
         }
         if let Some(arn) = &self.destination.product_arn {
             if !arn.starts_with("arn:") || !arn.contains(":product/") {
-                return invalid("destination.product_arn", format!(
-                    "{arn:?} is not a product ARN (arn:aws:securityhub:REGION:ACCOUNT:product/COMPANY/PRODUCT)"
-                ));
+                return invalid(
+                    "destination.product_arn",
+                    format!(
+                        "{arn:?} is not a product ARN (arn:aws:securityhub:REGION:ACCOUNT:product/COMPANY/PRODUCT)"
+                    ),
+                );
             }
         }
         if let Some(url) = &self.destination.endpoint_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return invalid("destination.endpoint_url", format!("{url:?} must start with http:// or https://"));
+                return invalid(
+                    "destination.endpoint_url",
+                    format!("{url:?} must start with http:// or https://"),
+                );
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return invalid("log.level", format!("{:?} is not a level (error, warn, info, debug, trace)", self.log.level));
+            return invalid(
+                "log.level",
+                format!(
+                    "{:?} is not a level (error, warn, info, debug, trace)",
+                    self.log.level
+                ),
+            );
         }
         Ok(())
     }
@@ -316,17 +392,26 @@ impl Config {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
 /// Adds "did you mean" to serde's unknown-field message.
 fn with_hint(message: &str) -> String {
     let message = message.trim_end().to_owned();
-    let Some(rest) = message.strip_prefix("unknown field `") else { return message };
-    let Some(field) = rest.split('`').next() else { return message };
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message;
+    };
+    let Some(field) = rest.split('`').next() else {
+        return message;
+    };
     match KNOWN_KEYS.iter().min_by_key(|k| edit_distance(field, k)) {
-        Some(best) if edit_distance(field, best) <= 2 => format!("{message} (did you mean \"{best}\"?)"),
+        Some(best) if edit_distance(field, best) <= 2 => {
+            format!("{message} (did you mean \"{best}\"?)")
+        }
         _ => message,
     }
 }
@@ -358,7 +443,10 @@ mod tests {
     fn empty_file_gives_documented_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.spool.dir, PathBuf::from("/var/spool/securityhub-agent"));
-        assert_eq!(c.spool.failed_dir(), PathBuf::from("/var/spool/securityhub-agent/failed"));
+        assert_eq!(
+            c.spool.failed_dir(),
+            PathBuf::from("/var/spool/securityhub-agent/failed")
+        );
         assert_eq!(c.batch.max_findings, 100);
         assert_eq!(c.batch.flush_interval, Duration::from_secs(1));
         assert_eq!(c.retry.max_backoff, Duration::from_secs(30));
@@ -367,29 +455,44 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_column_and_suggestion() {
-        let err = parse("[destination]\nregoin = \"eu-west-1\"\n").unwrap_err().to_string();
-        assert!(err.starts_with("config.toml:2:1: unknown field `regoin`"), "{err}");
+        let err = parse("[destination]\nregoin = \"eu-west-1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config.toml:2:1: unknown field `regoin`"),
+            "{err}"
+        );
         assert!(err.contains("did you mean \"region\""), "{err}");
     }
 
     #[test]
     fn durations_are_humantime_strings() {
-        let c = parse("[batch]\nflush_interval = \"250ms\"\n[spool]\nrescan_interval = \"5m\"").unwrap();
+        let c = parse("[batch]\nflush_interval = \"250ms\"\n[spool]\nrescan_interval = \"5m\"")
+            .unwrap();
         assert_eq!(c.batch.flush_interval, Duration::from_millis(250));
         assert_eq!(c.spool.rescan_interval, Duration::from_secs(300));
-        let err = parse("[batch]\nflush_interval = \"soon\"").unwrap_err().to_string();
+        let err = parse("[batch]\nflush_interval = \"soon\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("config.toml:2:18:"), "{err}");
     }
 
     #[test]
     fn batch_over_api_limit_is_refused_with_key() {
-        let err = parse("[batch]\nmax_findings = 101").unwrap_err().to_string();
-        assert!(err.contains("batch.max_findings: 101 is outside 1..=100"), "{err}");
+        let err = parse("[batch]\nmax_findings = 101")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("batch.max_findings: 101 is outside 1..=100"),
+            "{err}"
+        );
     }
 
     #[test]
     fn account_id_must_have_12_digits() {
-        let err = parse("[destination]\naccount_id = \"1234\"").unwrap_err().to_string();
+        let err = parse("[destination]\naccount_id = \"1234\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("destination.account_id"), "{err}");
         assert!(parse("[destination]\naccount_id = \"111122223333\"").is_ok());
     }

@@ -1,1 +1,91 @@
-fn main() {}
+//! The command line: parse arguments, load the config, hand over to the library.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use securityhub_agent::config::{self, Config};
+use securityhub_agent::pipeline::{self, Mode};
+use securityhub_agent::service;
+use tokio_util::sync::CancellationToken;
+
+/// Delivers security-scanner findings from a spool directory to AWS Security Hub.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: watch the spool and deliver findings until stopped.
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Deliver the files present now, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check the configuration file and exit (non-zero with the reason if it is wrong).
+    CheckConfig {
+        /// Configuration file.
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, once } => run(&config, if once { Mode::Once } else { Mode::Watch }),
+        Command::CheckConfig { config } => Config::load(&config)
+            .map(|_| println!("{}: ok", config.display()))
+            .map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("securityhub-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    init_logging(&config.log.level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        service::cancel_on_signals(shutdown.clone()).context("installing signal handlers")?;
+        let summary = pipeline::run(&config, mode, shutdown).await?;
+        tracing::info!(
+            files_finished = summary.files_finished,
+            files_quarantined = summary.files_quarantined,
+            accepted = summary.findings_accepted,
+            rejected = summary.rejected.values().sum::<u64>(),
+            requests = summary.requests,
+            "stopped"
+        );
+        Ok(())
+    })
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,5 @@
+//! The Security Hub sink: the SDK call, the retry policy, and the sending loop.
+
+pub mod client;
+pub mod retry;
+pub mod sender;

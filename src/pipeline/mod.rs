@@ -1,0 +1,132 @@
+//! The data path assembled: spool reader → bounded queue → batcher/sender → acknowledger.
+//! [`run`] takes its shutdown token from the caller, so tests start and stop it like `main` does.
+
+pub mod ack;
+pub mod batch;
+pub mod queue;
+pub mod stats;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::finding::Defaults;
+use crate::hub::client::{ClientError, HubClient};
+use crate::hub::sender::{self, SenderSettings};
+use crate::spool::finish::{self, Claims, Dirs};
+use crate::spool::{Reader, WatchError};
+use stats::Snapshot;
+
+/// Keep watching, or read what is there and stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The daemon: watch the spool until shutdown.
+    Watch,
+    /// `run --once`: deliver every file present at start, then return.
+    Once,
+}
+
+/// The pipeline could not start or its spool failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The Security Hub client could not be set up.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The spool's directories could not be prepared.
+    #[error("cannot prepare {path}: {source}")]
+    Dirs {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Watching or scanning the spool failed.
+    #[error(transparent)]
+    Spool(#[from] WatchError),
+}
+
+/// Runs the pipeline until `shutdown` (or, with [`Mode::Once`], until the spool is drained).
+pub async fn run(
+    config: &Config,
+    mode: Mode,
+    shutdown: CancellationToken,
+) -> Result<Snapshot, RunError> {
+    let client = HubClient::connect(&config.destination, config.retry.request_timeout).await?;
+    let defaults = Defaults {
+        region: client.region().to_owned(),
+        account_id: config.destination.account_id.clone(),
+        product_arn: config.destination.product_arn.clone(),
+    };
+    let dirs = Dirs {
+        failed: config.spool.failed_dir(),
+        done: config.spool.done_dir(),
+        on_success: config.spool.on_success,
+    };
+    dirs.prepare().map_err(|source| RunError::Dirs {
+        path: dirs.failed.clone(),
+        source,
+    })?;
+    info!(region = %client.region(), spool = %config.spool.dir.display(), ?mode, "starting");
+
+    let stats = Arc::new(stats::Stats::default());
+    let claims = Claims::default();
+    let (events, events_rx) = mpsc::unbounded_channel();
+    let acknowledger = {
+        let (dirs, claims, stats) = (dirs.clone(), claims.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("acknowledger".into())
+            .spawn(move || finish::run(events_rx, dirs, claims, stats))
+            .expect("spawning a thread")
+    };
+    let budget = queue::Budget::new(config.queue.max_findings, config.queue.max_bytes);
+    let (queue_tx, queue_rx) = queue::channel();
+    let settings = SenderSettings {
+        max_findings: config.batch.max_findings,
+        flush_interval: config.batch.flush_interval,
+        max_in_flight: config.batch.max_in_flight,
+        initial_backoff: config.retry.initial_backoff,
+        max_backoff: config.retry.max_backoff,
+        access_denied_pause: config.retry.access_denied_pause,
+        grace: config.shutdown.grace,
+    };
+    let sending = tokio::spawn(sender::run(
+        client,
+        queue_rx,
+        settings,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+
+    let reader = Reader {
+        dir: config.spool.dir.clone(),
+        own_dirs: vec![dirs.failed.clone(), dirs.done.clone()],
+        failed_dir: dirs.failed.clone(),
+        settle_time: config.spool.settle_time,
+        rescan_interval: config.spool.rescan_interval,
+        defaults,
+        budget,
+        queue: queue_tx,
+        events,
+        claims,
+        stats: stats.clone(),
+    };
+    let read = match mode {
+        Mode::Once => reader.drain_once(shutdown.clone()).await,
+        Mode::Watch => reader.watch(shutdown.clone()).await,
+    };
+    if let Err(e) = &read {
+        error!(error = %e, "the spool reader failed; stopping");
+        shutdown.cancel();
+    }
+    // The reader is gone, so the queue closes once drained and the sender returns.
+    if let Err(e) = sending.await {
+        error!(error = %e, "the sender failed");
+    }
+    // Every ticket is closed now; the acknowledger ends when its last event is handled.
+    let _ = tokio::task::spawn_blocking(move || acknowledger.join()).await;
+    read?;
+    Ok(stats.snapshot())
+}

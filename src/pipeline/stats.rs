@@ -1,0 +1,108 @@
+//! Counters shared by the pipeline's stages, read for the run summary and the log.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What the pipeline has done since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    files_finished: AtomicU64,
+    files_quarantined: AtomicU64,
+    files_closed: AtomicU64,
+    findings_decoded: AtomicU64,
+    findings_accepted: AtomicU64,
+    findings_retried: AtomicU64,
+    requests: AtomicU64,
+    requests_failed: AtomicU64,
+    throttles: AtomicU64,
+    rejected: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// Files whose findings were all settled and which were deleted or moved.
+    pub files_finished: u64,
+    /// Files moved to `failed/` as undecodable or refused.
+    pub files_quarantined: u64,
+    /// Findings read from files and queued.
+    pub findings_decoded: u64,
+    /// Findings Security Hub accepted.
+    pub findings_accepted: u64,
+    /// Findings sent again after a transient failure.
+    pub findings_retried: u64,
+    /// Findings dead-lettered, by error code.
+    pub rejected: BTreeMap<String, u64>,
+    /// `BatchImportFindings` requests sent.
+    pub requests: u64,
+    /// Requests that failed as a whole.
+    pub requests_failed: u64,
+    /// Requests refused for throttling.
+    pub throttles: u64,
+}
+
+impl Stats {
+    /// A file was finished.
+    pub fn file_finished(&self) {
+        self.files_finished.fetch_add(1, Relaxed);
+    }
+    /// A file was quarantined or refused.
+    pub fn file_quarantined(&self) {
+        self.files_quarantined.fetch_add(1, Relaxed);
+    }
+    /// A ticket closed, whatever its outcome.
+    pub fn file_closed(&self) {
+        self.files_closed.fetch_add(1, Relaxed);
+    }
+    /// Tickets closed so far.
+    pub fn files_closed(&self) -> u64 {
+        self.files_closed.load(Relaxed)
+    }
+    /// A finding was queued.
+    pub fn decoded(&self) {
+        self.findings_decoded.fetch_add(1, Relaxed);
+    }
+    /// Findings were accepted.
+    pub fn accepted(&self, n: u64) {
+        self.findings_accepted.fetch_add(n, Relaxed);
+    }
+    /// Findings will be sent again.
+    pub fn retried(&self, n: u64) {
+        self.findings_retried.fetch_add(n, Relaxed);
+    }
+    /// A finding was dead-lettered with `code`.
+    pub fn rejected(&self, code: &str) {
+        *self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(code.to_owned())
+            .or_default() += 1;
+    }
+    /// A request went out; `failed` if it failed as a whole, `throttled` if for throttling.
+    pub fn request(&self, failed: bool, throttled: bool) {
+        self.requests.fetch_add(1, Relaxed);
+        self.requests_failed.fetch_add(u64::from(failed), Relaxed);
+        self.throttles.fetch_add(u64::from(throttled), Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            files_finished: self.files_finished.load(Relaxed),
+            files_quarantined: self.files_quarantined.load(Relaxed),
+            findings_decoded: self.findings_decoded.load(Relaxed),
+            findings_accepted: self.findings_accepted.load(Relaxed),
+            findings_retried: self.findings_retried.load(Relaxed),
+            rejected: self
+                .rejected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            requests: self.requests.load(Relaxed),
+            requests_failed: self.requests_failed.load(Relaxed),
+            throttles: self.throttles.load(Relaxed),
+        }
+    }
+}
