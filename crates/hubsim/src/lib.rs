@@ -99,6 +99,8 @@ pub struct Stats {
     pub injected: u64,
     /// Largest number of import requests being handled at once.
     pub max_concurrent: u64,
+    /// Most findings seen in one valid request.
+    pub largest_request: u64,
 }
 
 #[derive(Debug)]

@@ -202,7 +202,13 @@ async fn import(state: &State, body: &Bytes) -> Result<Reply, Dropped> {
         }
     }
     match check_request(body) {
-        Ok(findings) => Ok(json_reply(StatusCode::OK, &store(state, findings))),
+        Ok(findings) => {
+            {
+                let mut s = state.stats.lock().unwrap();
+                s.largest_request = s.largest_request.max(findings.len() as u64);
+            }
+            Ok(json_reply(StatusCode::OK, &store(state, findings)))
+        }
         Err((status, code, message)) => {
             state.stats.lock().unwrap().invalid_requests += 1;
             Ok(error_reply(status, code, &message))
