@@ -35,6 +35,12 @@ struct Args {
     /// Print each second's totals to stderr.
     #[arg(long)]
     verbose: bool,
+    /// Write the address actually listened on to this file once ready (use with port 0).
+    #[arg(long)]
+    addr_file: Option<std::path::PathBuf>,
+    /// On exit, print every stored finding (Id, severity, title) and the totals to stdout.
+    #[arg(long)]
+    report: bool,
 }
 
 fn parse_quota(s: &str) -> Result<Quota, String> {
@@ -86,6 +92,11 @@ async fn main() -> std::io::Result<()> {
         hub.endpoint(),
         hub.endpoint()
     );
+    if let Some(path) = &args.addr_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, hub.addr().to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -95,5 +106,25 @@ async fn main() -> std::io::Result<()> {
             _ = term.recv() => break,
         }
     }
+    if args.report {
+        print_report(&hub);
+    }
     Ok(())
+}
+
+fn print_report(hub: &Hub) {
+    let mut findings = hub.findings();
+    findings.sort_by(|a, b| a["Id"].as_str().cmp(&b["Id"].as_str()));
+    println!("{} findings stored in hubsim:", findings.len());
+    for f in &findings {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+        println!(
+            "  {:<13} {:<12} {}  [{}]",
+            text(&f["Severity"]["Label"]),
+            text(&f["AwsAccountId"]),
+            text(&f["Title"]),
+            text(&f["Id"])
+        );
+    }
+    println!("totals: {}", serde_json::to_string(&hub.stats()).unwrap_or_default());
 }
