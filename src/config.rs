@@ -59,6 +59,8 @@ pub struct Config {
     pub batch: BatchConfig,
     /// Backoff and timeouts for requests to Security Hub.
     pub retry: RetryConfig,
+    /// Client-side rate limit in front of every request.
+    pub rate: RateConfig,
     /// Where findings go.
     pub destination: DestinationConfig,
     /// Stopping.
@@ -114,15 +116,11 @@ impl Default for SpoolConfig {
 impl SpoolConfig {
     /// The dead-letter / quarantine directory.
     pub fn failed_dir(&self) -> PathBuf {
-        self.failed_dir
-            .clone()
-            .unwrap_or_else(|| self.dir.join("failed"))
+        self.failed_dir.clone().unwrap_or_else(|| self.dir.join("failed"))
     }
     /// The directory finished files are moved to with `on_success = "move"`.
     pub fn done_dir(&self) -> PathBuf {
-        self.done_dir
-            .clone()
-            .unwrap_or_else(|| self.dir.join("done"))
+        self.done_dir.clone().unwrap_or_else(|| self.dir.join("done"))
     }
 }
 
@@ -138,10 +136,7 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self {
-            max_findings: 10_000,
-            max_bytes: 32 * 1024 * 1024,
-        }
+        Self { max_findings: 10_000, max_bytes: 32 * 1024 * 1024 }
     }
 }
 
@@ -160,11 +155,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self {
-            max_findings: 100,
-            flush_interval: Duration::from_secs(1),
-            max_in_flight: 4,
-        }
+        Self { max_findings: 100, flush_interval: Duration::from_secs(1), max_in_flight: 4 }
     }
 }
 
@@ -197,6 +188,27 @@ impl Default for RetryConfig {
     }
 }
 
+/// `[rate]`: Security Hub allows 10 `BatchImportFindings` requests/s per account and Region,
+/// burst 30, shared by every sender in the account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateConfig {
+    /// Ceiling of requests per second.
+    pub requests_per_second: f64,
+    /// Requests that may go at once after a quiet spell.
+    pub burst: u32,
+    /// Lower the rate on throttling and raise it slowly on success (AIMD, jittered); off = fixed.
+    pub adaptive: bool,
+    /// With `adaptive`, the rate never falls below this.
+    pub min_requests_per_second: f64,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        Self { requests_per_second: 10.0, burst: 30, adaptive: true, min_requests_per_second: 0.5 }
+    }
+}
+
 /// `[destination]`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -223,9 +235,7 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self {
-            grace: Duration::from_secs(10),
-        }
+        Self { grace: Duration::from_secs(10) }
     }
 }
 
@@ -239,9 +249,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-        }
+        Self { level: "info".into() }
     }
 }
 
@@ -279,39 +287,24 @@ const KNOWN_KEYS: &[&str] = &[
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates `text`; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_column(text, s.start))
-                .unwrap_or((1, 1));
-            ConfigError::Parse {
-                path: path.to_owned(),
-                line,
-                column,
-                message: with_hint(e.message()),
-            }
+            let (line, column) = e.span().map(|s| line_column(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Parse { path: path.to_owned(), line, column, message: with_hint(e.message()) }
         })?;
         config.validate(path)?;
         Ok(config)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, message: String| {
-            Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                key,
-                message,
-            })
-        };
+        let invalid =
+            |key, message: String| Err(ConfigError::Invalid { path: path.to_owned(), key, message });
         if !(1..=API_MAX_FINDINGS_PER_REQUEST).contains(&self.batch.max_findings) {
             return invalid(
                 "batch.max_findings",
@@ -342,20 +335,28 @@ impl Config {
                 ),
             );
         }
-        if self.retry.initial_backoff.is_zero()
-            || self.retry.max_backoff < self.retry.initial_backoff
-        {
+        if self.retry.initial_backoff.is_zero() || self.retry.max_backoff < self.retry.initial_backoff {
             return invalid(
                 "retry.max_backoff",
                 "must be at least retry.initial_backoff, which must be above zero".into(),
             );
         }
+        let rate = &self.rate;
+        if !(rate.requests_per_second > 0.0 && rate.requests_per_second.is_finite()) || rate.burst == 0 {
+            return invalid("rate.requests_per_second", "must be above zero, with burst at least 1".into());
+        }
+        if !(rate.min_requests_per_second > 0.0 && rate.min_requests_per_second <= rate.requests_per_second) {
+            return invalid(
+                "rate.min_requests_per_second",
+                format!(
+                    "{} must be above zero and at most rate.requests_per_second ({})",
+                    rate.min_requests_per_second, rate.requests_per_second
+                ),
+            );
+        }
         if let Some(id) = &self.destination.account_id {
             if !crate::finding::is_account_id(id) {
-                return invalid(
-                    "destination.account_id",
-                    format!("{id:?} is not a 12-digit AWS account id"),
-                );
+                return invalid("destination.account_id", format!("{id:?} is not a 12-digit AWS account id"));
             }
         }
         if let Some(arn) = &self.destination.product_arn {
@@ -379,10 +380,7 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",
-                format!(
-                    "{:?} is not a level (error, warn, info, debug, trace)",
-                    self.log.level
-                ),
+                format!("{:?} is not a level (error, warn, info, debug, trace)", self.log.level),
             );
         }
         Ok(())
@@ -392,10 +390,7 @@ impl Config {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
-        + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
     (line, column)
 }
 
@@ -443,10 +438,7 @@ mod tests {
     fn empty_file_gives_documented_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.spool.dir, PathBuf::from("/var/spool/securityhub-agent"));
-        assert_eq!(
-            c.spool.failed_dir(),
-            PathBuf::from("/var/spool/securityhub-agent/failed")
-        );
+        assert_eq!(c.spool.failed_dir(), PathBuf::from("/var/spool/securityhub-agent/failed"));
         assert_eq!(c.batch.max_findings, 100);
         assert_eq!(c.batch.flush_interval, Duration::from_secs(1));
         assert_eq!(c.retry.max_backoff, Duration::from_secs(30));
@@ -455,46 +447,39 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_column_and_suggestion() {
-        let err = parse("[destination]\nregoin = \"eu-west-1\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("config.toml:2:1: unknown field `regoin`"),
-            "{err}"
-        );
+        let err = parse("[destination]\nregoin = \"eu-west-1\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("config.toml:2:1: unknown field `regoin`"), "{err}");
         assert!(err.contains("did you mean \"region\""), "{err}");
     }
 
     #[test]
     fn durations_are_humantime_strings() {
-        let c = parse("[batch]\nflush_interval = \"250ms\"\n[spool]\nrescan_interval = \"5m\"")
-            .unwrap();
+        let c = parse("[batch]\nflush_interval = \"250ms\"\n[spool]\nrescan_interval = \"5m\"").unwrap();
         assert_eq!(c.batch.flush_interval, Duration::from_millis(250));
         assert_eq!(c.spool.rescan_interval, Duration::from_secs(300));
-        let err = parse("[batch]\nflush_interval = \"soon\"")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[batch]\nflush_interval = \"soon\"").unwrap_err().to_string();
         assert!(err.starts_with("config.toml:2:18:"), "{err}");
     }
 
     #[test]
     fn batch_over_api_limit_is_refused_with_key() {
-        let err = parse("[batch]\nmax_findings = 101")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("batch.max_findings: 101 is outside 1..=100"),
-            "{err}"
-        );
+        let err = parse("[batch]\nmax_findings = 101").unwrap_err().to_string();
+        assert!(err.contains("batch.max_findings: 101 is outside 1..=100"), "{err}");
     }
 
     #[test]
     fn account_id_must_have_12_digits() {
-        let err = parse("[destination]\naccount_id = \"1234\"")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[destination]\naccount_id = \"1234\"").unwrap_err().to_string();
         assert!(err.contains("destination.account_id"), "{err}");
         assert!(parse("[destination]\naccount_id = \"111122223333\"").is_ok());
+    }
+
+    #[test]
+    fn rate_must_be_positive() {
+        let err = parse("[rate]\nrequests_per_second = 0.0").unwrap_err().to_string();
+        assert!(err.contains("rate.requests_per_second"), "{err}");
+        let err = parse("[rate]\nmin_requests_per_second = 20.0").unwrap_err().to_string();
+        assert!(err.contains("rate.min_requests_per_second"), "{err}");
     }
 
     #[test]

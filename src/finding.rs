@@ -15,13 +15,8 @@ pub const SCHEMA_VERSION: &str = "2018-10-08";
 /// Largest finding Security Hub accepts (240 KB, counted in decimal to stay on the safe side).
 pub const MAX_FINDING_BYTES: usize = 240_000;
 /// Fields that change on every scan and so must not feed a derived Id.
-const VOLATILE_FIELDS: &[&str] = &[
-    "CreatedAt",
-    "UpdatedAt",
-    "FirstObservedAt",
-    "LastObservedAt",
-    "ProcessedAt",
-];
+const VOLATILE_FIELDS: &[&str] =
+    &["CreatedAt", "UpdatedAt", "FirstObservedAt", "LastObservedAt", "ProcessedAt"];
 const SEVERITY_LABELS: &[&str] = &["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"];
 
 /// Values that config (or, later, the instance identity) supplies to findings that lack them.
@@ -124,10 +119,7 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
         return Err(Rejection::TooLarge(raw.len()));
     }
     let mut fields: Fields = match serde_json::from_slice::<BTreeMap<String, &RawValue>>(raw) {
-        Ok(map) => map
-            .into_iter()
-            .map(|(k, v)| (k, Cow::Borrowed(v)))
-            .collect(),
+        Ok(map) => map.into_iter().map(|(k, v)| (k, Cow::Borrowed(v))).collect(),
         Err(e) if e.is_data() => return Err(Rejection::NotAnObject(e.to_string())),
         Err(e) => return Err(Rejection::Syntax(e)),
     };
@@ -136,9 +128,7 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
         fields.insert("Id".into(), raw_string(&id));
     }
     fill(&mut fields, "SchemaVersion", || SCHEMA_VERSION.to_owned());
-    let timestamp = now
-        .format(&Rfc3339)
-        .expect("RFC 3339 formatting of a valid time");
+    let timestamp = now.format(&Rfc3339).expect("RFC 3339 formatting of a valid time");
     fill(&mut fields, "CreatedAt", || timestamp.clone());
     fill(&mut fields, "UpdatedAt", || timestamp.clone());
     if let Some(account) = &defaults.account_id {
@@ -146,14 +136,9 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
     }
     let account_id = string_field(&fields, "AwsAccountId", 12)?;
     if !is_account_id(&account_id) {
-        return Err(invalid(
-            "AwsAccountId",
-            format!("{account_id:?} is not 12 digits"),
-        ));
+        return Err(invalid("AwsAccountId", format!("{account_id:?} is not 12 digits")));
     }
-    fill(&mut fields, "ProductArn", || {
-        defaults.product_arn_for(&account_id)
-    });
+    fill(&mut fields, "ProductArn", || defaults.product_arn_for(&account_id));
     let id = string_field(&fields, "Id", 512)?;
     let product_arn = string_field(&fields, "ProductArn", 2048)?;
     validate(&fields)?;
@@ -161,12 +146,7 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
     if json.len() > MAX_FINDING_BYTES {
         return Err(Rejection::TooLarge(json.len()));
     }
-    Ok(Finding {
-        id,
-        product_arn,
-        account_id,
-        json: Bytes::from(json),
-    })
+    Ok(Finding { id, product_arn, account_id, json: Bytes::from(json) })
 }
 
 fn validate(fields: &Fields) -> Result<(), Rejection> {
@@ -186,34 +166,20 @@ fn validate(fields: &Fields) -> Result<(), Rejection> {
             .map_err(|e| invalid(key, format!("{value:?} is not an RFC 3339 timestamp ({e})")))?;
     }
     let types: Vec<serde_json::Value> = array_field(fields, "Types", 1, 50)?;
-    if !types
-        .iter()
-        .all(|t| t.as_str().is_some_and(|s| !s.is_empty()))
-    {
-        return Err(invalid(
-            "Types",
-            "every entry must be a non-empty string".into(),
-        ));
+    if !types.iter().all(|t| t.as_str().is_some_and(|s| !s.is_empty())) {
+        return Err(invalid("Types", "every entry must be a non-empty string".into()));
     }
     let resources: Vec<serde_json::Value> = array_field(fields, "Resources", 1, 32)?;
     for (i, r) in resources.iter().enumerate() {
-        if !(r.get("Type").is_some_and(|v| v.is_string())
-            && r.get("Id").is_some_and(|v| v.is_string()))
-        {
-            return Err(invalid(
-                "Resources",
-                format!("entry {i} needs string fields Type and Id"),
-            ));
+        if !(r.get("Type").is_some_and(|v| v.is_string()) && r.get("Id").is_some_and(|v| v.is_string())) {
+            return Err(invalid("Resources", format!("entry {i} needs string fields Type and Id")));
         }
     }
     let severity: serde_json::Value = parse_field(fields, "Severity")?;
     match (severity.get("Label"), severity.get("Normalized")) {
         (Some(label), _) => {
             if !label.as_str().is_some_and(|l| SEVERITY_LABELS.contains(&l)) {
-                return Err(invalid(
-                    "Severity",
-                    format!("Label {label} is not one of {SEVERITY_LABELS:?}"),
-                ));
+                return Err(invalid("Severity", format!("Label {label} is not one of {SEVERITY_LABELS:?}")));
             }
         }
         (None, Some(n)) if n.as_u64().is_some_and(|n| n <= 100) => {}
@@ -241,31 +207,21 @@ fn raw_string(s: &str) -> Cow<'static, RawValue> {
     Cow::Owned(serde_json::value::to_raw_value(s).expect("a string always serializes"))
 }
 
-fn parse_field<'a, T: serde::Deserialize<'a>>(
-    fields: &'a Fields,
-    key: &'static str,
-) -> Result<T, Rejection> {
+fn parse_field<'a, T: serde::Deserialize<'a>>(fields: &'a Fields, key: &'static str) -> Result<T, Rejection> {
     let raw = fields.get(key).ok_or(Rejection::Missing(key))?;
     serde_json::from_str(raw.get()).map_err(|e| invalid(key, e.to_string()))
 }
 
 fn string_field(fields: &Fields, key: &'static str, max_chars: usize) -> Result<String, Rejection> {
     let raw = fields.get(key).ok_or(Rejection::Missing(key))?;
-    let value: String = serde_json::from_str(raw.get()).map_err(|_| {
-        invalid(
-            key,
-            format!("expected a string, found {}", preview(raw.get())),
-        )
-    })?;
+    let value: String = serde_json::from_str(raw.get())
+        .map_err(|_| invalid(key, format!("expected a string, found {}", preview(raw.get()))))?;
     let chars = value.chars().count();
     if chars == 0 {
         return Err(invalid(key, "is empty".into()));
     }
     if chars > max_chars {
-        return Err(invalid(
-            key,
-            format!("is {chars} characters; the limit is {max_chars}"),
-        ));
+        return Err(invalid(key, format!("is {chars} characters; the limit is {max_chars}")));
     }
     Ok(value)
 }
@@ -278,10 +234,7 @@ fn array_field(
 ) -> Result<Vec<serde_json::Value>, Rejection> {
     let items: Vec<serde_json::Value> = parse_field(fields, key)?;
     if items.len() < min || items.len() > max {
-        return Err(invalid(
-            key,
-            format!("has {} entries; it needs {min} to {max}", items.len()),
-        ));
+        return Err(invalid(key, format!("has {} entries; it needs {min} to {max}", items.len())));
     }
     Ok(items)
 }
@@ -298,10 +251,7 @@ fn preview(raw: &str) -> String {
 /// finding updates it in Security Hub instead of adding a copy.
 fn derive_id(fields: &Fields) -> String {
     let mut hasher = Sha256::new();
-    for (key, value) in fields
-        .iter()
-        .filter(|(k, _)| !VOLATILE_FIELDS.contains(&k.as_str()))
-    {
+    for (key, value) in fields.iter().filter(|(k, _)| !VOLATILE_FIELDS.contains(&k.as_str())) {
         hasher.update(key.as_bytes());
         hasher.update([0]);
         // Re-serialise through Value so key order and white space inside values do not matter.
@@ -317,10 +267,7 @@ fn derive_id(fields: &Fields) -> String {
 }
 
 fn serialize(fields: &Fields) -> Vec<u8> {
-    let size: usize = fields
-        .iter()
-        .map(|(k, v)| k.len() + v.get().len() + 4)
-        .sum();
+    let size: usize = fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
     let mut out = Vec::with_capacity(size + 2);
     out.push(b'{');
     for (i, (key, value)) in fields.iter().enumerate() {
@@ -341,11 +288,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn defaults() -> Defaults {
-        Defaults {
-            region: "eu-west-1".into(),
-            account_id: Some("111122223333".into()),
-            product_arn: None,
-        }
+        Defaults { region: "eu-west-1".into(), account_id: Some("111122223333".into()), product_arn: None }
     }
 
     fn minimal() -> Value {
@@ -392,14 +335,8 @@ mod tests {
         let f = prep(&v).unwrap();
         let out: Value = serde_json::from_slice(&f.json).unwrap();
         assert_eq!(out["Id"], "given-id");
-        assert_eq!(
-            out["ProductArn"],
-            "arn:aws:securityhub:eu-west-1:999988887777:product/acme/scanner"
-        );
-        assert_eq!(
-            out["SomeFutureField"],
-            json!({"nested": [1, 2, {"x": "y"}]})
-        );
+        assert_eq!(out["ProductArn"], "arn:aws:securityhub:eu-west-1:999988887777:product/acme/scanner");
+        assert_eq!(out["SomeFutureField"], json!({"nested": [1, 2, {"x": "y"}]}));
     }
 
     #[test]
@@ -422,20 +359,10 @@ mod tests {
 
     #[test]
     fn rejects_each_missing_required_field() {
-        for key in [
-            "GeneratorId",
-            "Types",
-            "Severity",
-            "Title",
-            "Description",
-            "Resources",
-        ] {
+        for key in ["GeneratorId", "Types", "Severity", "Title", "Description", "Resources"] {
             let mut v = minimal();
             v.as_object_mut().unwrap().remove(key);
-            assert!(
-                matches!(prep(&v).unwrap_err(), Rejection::Missing(k) if k == key),
-                "{key}"
-            );
+            assert!(matches!(prep(&v).unwrap_err(), Rejection::Missing(k) if k == key), "{key}");
         }
     }
 
@@ -492,23 +419,14 @@ mod tests {
 
     #[test]
     fn without_account_anywhere_the_finding_is_rejected() {
-        let d = Defaults {
-            region: "eu-west-1".into(),
-            ..Default::default()
-        };
+        let d = Defaults { region: "eu-west-1".into(), ..Default::default() };
         let err = prepare(minimal().to_string().as_bytes(), &d, now()).unwrap_err();
         assert!(matches!(err, Rejection::Missing("AwsAccountId")), "{err:?}");
     }
 
     #[test]
     fn partitions_follow_region() {
-        let d = Defaults {
-            region: "cn-north-1".into(),
-            ..Default::default()
-        };
-        assert!(
-            d.product_arn_for("111122223333")
-                .starts_with("arn:aws-cn:securityhub:cn-north-1:")
-        );
+        let d = Defaults { region: "cn-north-1".into(), ..Default::default() };
+        assert!(d.product_arn_for("111122223333").starts_with("arn:aws-cn:securityhub:cn-north-1:"));
     }
 }

@@ -42,9 +42,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, once } => run(&config, if once { Mode::Once } else { Mode::Watch }),
-        Command::CheckConfig { config } => Config::load(&config)
-            .map(|_| println!("{}: ok", config.display()))
-            .map_err(Into::into),
+        Command::CheckConfig { config } => {
+            Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

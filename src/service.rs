@@ -14,10 +14,7 @@ pub fn cancel_on_signals(shutdown: CancellationToken) -> std::io::Result<()> {
             _ = int.recv() => "SIGINT",
             () = shutdown.cancelled() => return,
         };
-        info!(
-            signal = name,
-            "stopping: no new files; queued findings get the grace period"
-        );
+        info!(signal = name, "stopping: no new files; queued findings get the grace period");
         shutdown.cancel();
     });
     Ok(())

@@ -12,11 +12,7 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn delivered_ids(env: &Env) -> BTreeSet<String> {
-    env.hub
-        .findings()
-        .iter()
-        .map(|f| f["Id"].as_str().unwrap().to_owned())
-        .collect()
+    env.hub.findings().iter().map(|f| f["Id"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -27,11 +23,7 @@ async fn restart_after_sigkill_mid_delivery_loses_nothing() {
         request_kinds: vec![RequestFault::Delay(Duration::from_millis(60))],
         ..Faults::default()
     };
-    let env = Env::with_options(Options {
-        faults: slow,
-        ..Options::default()
-    })
-    .await;
+    let env = Env::with_options(Options { faults: slow, ..Options::default() }).await;
     let mut expected = BTreeSet::new();
     for f in 0..10 {
         let items = findings(&format!("k{f}"), 250);
@@ -91,10 +83,7 @@ async fn backpressure_holds_memory_while_security_hub_stalls() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let peak_mb = peak_rss_kib(pid) / 1024;
     eprintln!("file {file_mb} MB, peak RSS while stalled {peak_mb} MiB");
-    assert!(
-        peak_mb < 40,
-        "peak RSS {peak_mb} MiB with a {file_mb} MB file: the queue is not bounded"
-    );
+    assert!(peak_mb < 40, "peak RSS {peak_mb} MiB with a {file_mb} MB file: the queue is not bounded");
     assert_eq!(env.hub.stats().max_concurrent, 2, "max_in_flight holds");
     assert_eq!(env.spool_files(), ["huge.ndjson"]);
 

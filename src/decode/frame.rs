@@ -34,11 +34,7 @@ pub struct Position {
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "line {}, column {} (byte {})",
-            self.line, self.column, self.offset
-        )
+        write!(f, "line {}, column {} (byte {})", self.line, self.column, self.offset)
     }
 }
 
@@ -79,16 +75,9 @@ enum Mode {
     /// Between top-level values.
     Top,
     /// Inside an array whose elements are findings, at `depth`.
-    Findings {
-        depth: u32,
-        envelope: bool,
-        need_comma: bool,
-    },
+    Findings { depth: u32, envelope: bool, need_comma: bool },
     /// Inside a top-level object not yet known to be an envelope.
-    Object {
-        expect_key: bool,
-        findings_key: bool,
-    },
+    Object { expect_key: bool, findings_key: bool },
     /// Inside an envelope after its `Findings` array: skip to the closing brace.
     EnvelopeRest,
 }
@@ -162,37 +151,21 @@ impl<R: Read> Framer<R> {
             }
             if let Some((from, to, line)) = self.step()? {
                 let offset = self.base + from as u64;
-                return Ok(Some(Frame {
-                    offset,
-                    line,
-                    bytes: &self.buf[from..to],
-                }));
+                return Ok(Some(Frame { offset, line, bytes: &self.buf[from..to] }));
             }
         }
     }
 
     fn position(&self, index: usize) -> Position {
         let offset = self.base + index as u64;
-        Position {
-            offset,
-            line: self.line,
-            column: offset.saturating_sub(self.line_start) + 1,
-        }
+        Position { offset, line: self.line, column: offset.saturating_sub(self.line_start) + 1 }
     }
 
     fn start_position(&self, index: usize, line: u64) -> Position {
         // The column of an earlier line is not tracked; give the line and the byte offset.
         let offset = self.base + index as u64;
-        let column = if line == self.line {
-            offset.saturating_sub(self.line_start) + 1
-        } else {
-            1
-        };
-        Position {
-            offset,
-            line,
-            column,
-        }
+        let column = if line == self.line { offset.saturating_sub(self.line_start) + 1 } else { 1 };
+        Position { offset, line, column }
     }
 
     /// Drops what is no longer needed and reads more. False at end of stream.
@@ -206,10 +179,8 @@ impl<R: Read> Framer<R> {
                 self.start = Some((s - keep_from, line, piece));
             }
             self.key_start = self.key_start.saturating_sub(keep_from);
-            self.last_key = (
-                self.last_key.0.saturating_sub(keep_from),
-                self.last_key.1.saturating_sub(keep_from),
-            );
+            self.last_key =
+                (self.last_key.0.saturating_sub(keep_from), self.last_key.1.saturating_sub(keep_from));
         }
         let old = self.buf.len();
         self.buf.resize(old + CHUNK, 0);
@@ -233,12 +204,8 @@ impl<R: Read> Framer<R> {
     fn at_end(&self) -> Result<(), FrameError> {
         match (self.mode, self.start) {
             (Mode::Top, None) if !self.in_str => Ok(()),
-            (_, Some((s, line, _))) => Err(FrameError::Truncated {
-                start: self.start_position(s, line),
-            }),
-            _ => Err(FrameError::Truncated {
-                start: self.position(self.pos),
-            }),
+            (_, Some((s, line, _))) => Err(FrameError::Truncated { start: self.start_position(s, line) }),
+            _ => Err(FrameError::Truncated { start: self.position(self.pos) }),
         }
     }
 
@@ -254,19 +221,11 @@ impl<R: Read> Framer<R> {
                 });
             }
             // A scalar element ends before the first delimiter, which is then scanned as usual.
-            if matches!(piece, Piece::Scalar)
-                && (matches!(b, b',' | b']' | b'}') || b.is_ascii_whitespace())
+            if matches!(piece, Piece::Scalar) && (matches!(b, b',' | b']' | b'}') || b.is_ascii_whitespace())
             {
                 self.start = None;
-                if let Mode::Findings {
-                    depth, envelope, ..
-                } = self.mode
-                {
-                    self.mode = Mode::Findings {
-                        depth,
-                        envelope,
-                        need_comma: true,
-                    };
+                if let Mode::Findings { depth, envelope, .. } = self.mode {
+                    self.mode = Mode::Findings { depth, envelope, need_comma: true };
                 }
                 return Ok(Some((s, i, line)));
             }
@@ -295,15 +254,10 @@ impl<R: Read> Framer<R> {
         }
         match self.mode {
             Mode::Top => self.top(i, b),
-            Mode::Findings {
-                depth,
-                envelope,
-                need_comma,
-            } => self.in_findings(i, b, depth, envelope, need_comma),
-            Mode::Object {
-                expect_key,
-                findings_key,
-            } => self.in_object(i, b, expect_key, findings_key),
+            Mode::Findings { depth, envelope, need_comma } => {
+                self.in_findings(i, b, depth, envelope, need_comma)
+            }
+            Mode::Object { expect_key, findings_key } => self.in_object(i, b, expect_key, findings_key),
             Mode::EnvelopeRest => {
                 self.track_depth(i, b)?;
                 if self.depth == 0 {
@@ -315,16 +269,8 @@ impl<R: Read> Framer<R> {
     }
 
     fn unexpected<T>(&self, i: usize, b: u8, expected: &'static str) -> Result<T, FrameError> {
-        let found = if b.is_ascii_graphic() {
-            format!("'{}'", b as char)
-        } else {
-            format!("byte 0x{b:02x}")
-        };
-        Err(FrameError::Unexpected {
-            at: self.position(i),
-            found,
-            expected,
-        })
+        let found = if b.is_ascii_graphic() { format!("'{}'", b as char) } else { format!("byte 0x{b:02x}") };
+        Err(FrameError::Unexpected { at: self.position(i), found, expected })
     }
 
     fn track_depth(&mut self, i: usize, b: u8) -> Result<(), FrameError> {
@@ -346,19 +292,12 @@ impl<R: Read> Framer<R> {
         match b {
             b'[' => {
                 self.depth = 1;
-                self.mode = Mode::Findings {
-                    depth: 1,
-                    envelope: false,
-                    need_comma: false,
-                };
+                self.mode = Mode::Findings { depth: 1, envelope: false, need_comma: false };
             }
             b'{' => {
                 self.depth = 1;
                 self.start = Some((i, self.line, Piece::Nested { depth: 0 }));
-                self.mode = Mode::Object {
-                    expect_key: true,
-                    findings_key: false,
-                };
+                self.mode = Mode::Object { expect_key: true, findings_key: false };
             }
             _ => return self.unexpected(i, b, "expected a JSON object or array at the top level"),
         }
@@ -377,11 +316,7 @@ impl<R: Read> Framer<R> {
             self.track_depth(i, b)?;
             if self.depth == d {
                 self.start = None;
-                self.mode = Mode::Findings {
-                    depth,
-                    envelope,
-                    need_comma: true,
-                };
+                self.mode = Mode::Findings { depth, envelope, need_comma: true };
                 return Ok(Some((s, i + 1, line)));
             }
             return Ok(None);
@@ -389,19 +324,9 @@ impl<R: Read> Framer<R> {
         match b {
             b']' => {
                 self.depth = depth - 1;
-                self.mode = if envelope {
-                    Mode::EnvelopeRest
-                } else {
-                    Mode::Top
-                };
+                self.mode = if envelope { Mode::EnvelopeRest } else { Mode::Top };
             }
-            b',' if need_comma => {
-                self.mode = Mode::Findings {
-                    depth,
-                    envelope,
-                    need_comma: false,
-                }
-            }
+            b',' if need_comma => self.mode = Mode::Findings { depth, envelope, need_comma: false },
             _ if need_comma => {
                 return self.unexpected(i, b, "expected ',' or ']' after an array element");
             }
@@ -422,26 +347,12 @@ impl<R: Read> Framer<R> {
 
     fn string_closed(&mut self, i: usize) -> Option<(usize, usize, u64)> {
         match (self.mode, self.start) {
-            (
-                Mode::Findings {
-                    depth, envelope, ..
-                },
-                Some((s, line, Piece::Str)),
-            ) => {
+            (Mode::Findings { depth, envelope, .. }, Some((s, line, Piece::Str))) => {
                 self.start = None;
-                self.mode = Mode::Findings {
-                    depth,
-                    envelope,
-                    need_comma: true,
-                };
+                self.mode = Mode::Findings { depth, envelope, need_comma: true };
                 Some((s, i + 1, line))
             }
-            (
-                Mode::Object {
-                    expect_key: true, ..
-                },
-                _,
-            ) if self.depth == 1 => {
+            (Mode::Object { expect_key: true, .. }, _) if self.depth == 1 => {
                 self.last_key = (self.key_start, i + 1);
                 None
             }
@@ -475,18 +386,11 @@ impl<R: Read> Framer<R> {
                     // An envelope: stream its array and forget the buffered prefix.
                     self.start = None;
                     self.depth = 2;
-                    self.mode = Mode::Findings {
-                        depth: 2,
-                        envelope: true,
-                        need_comma: false,
-                    };
+                    self.mode = Mode::Findings { depth: 2, envelope: true, need_comma: false };
                     return Ok(None);
                 }
                 b',' => {
-                    self.mode = Mode::Object {
-                        expect_key: true,
-                        findings_key: false,
-                    };
+                    self.mode = Mode::Object { expect_key: true, findings_key: false };
                     return Ok(None);
                 }
                 _ => {}
@@ -521,33 +425,19 @@ mod tests {
 
     #[test]
     fn single_object_is_one_piece() {
-        assert_eq!(
-            frames(r#" {"Id":"a","X":[1,{"y":"}"}]} "#).unwrap(),
-            [r#"{"Id":"a","X":[1,{"y":"}"}]}"#]
-        );
+        assert_eq!(frames(r#" {"Id":"a","X":[1,{"y":"}"}]} "#).unwrap(), [r#"{"Id":"a","X":[1,{"y":"}"}]}"#]);
     }
 
     #[test]
     fn array_elements_are_pieces() {
         let got = frames(r#"[ {"Id":"a"} , {"Id":"b","T":["]"]}, 7, "s\"x", null ]"#).unwrap();
-        assert_eq!(
-            got,
-            [
-                r#"{"Id":"a"}"#,
-                r#"{"Id":"b","T":["]"]}"#,
-                "7",
-                r#""s\"x""#,
-                "null"
-            ]
-        );
+        assert_eq!(got, [r#"{"Id":"a"}"#, r#"{"Id":"b","T":["]"]}"#, "7", r#""s\"x""#, "null"]);
     }
 
     #[test]
     fn envelope_streams_its_findings_and_ignores_other_keys() {
-        let got = frames(
-            r#"{"Other":{"Findings":[1]},"Findings":[{"Id":"a"},{"Id":"b"}],"Tail":[{"c":1}]}"#,
-        )
-        .unwrap();
+        let got = frames(r#"{"Other":{"Findings":[1]},"Findings":[{"Id":"a"},{"Id":"b"}],"Tail":[{"c":1}]}"#)
+            .unwrap();
         assert_eq!(got, [r#"{"Id":"a"}"#, r#"{"Id":"b"}"#]);
     }
 
@@ -576,14 +466,8 @@ mod tests {
             FrameError::Truncated { start } => assert_eq!((start.line, start.offset), (3, 25)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            frames("[{\"a\":\"unterminated").unwrap_err(),
-            FrameError::Truncated { .. }
-        ));
-        assert!(matches!(
-            frames("[").unwrap_err(),
-            FrameError::Truncated { .. }
-        ));
+        assert!(matches!(frames("[{\"a\":\"unterminated").unwrap_err(), FrameError::Truncated { .. }));
+        assert!(matches!(frames("[").unwrap_err(), FrameError::Truncated { .. }));
     }
 
     #[test]
@@ -593,28 +477,15 @@ mod tests {
             err,
             "at line 2, column 1 (byte 9): unexpected 'h'; expected a JSON object or array at the top level"
         );
-        assert!(
-            frames("[{\"a\":1} {\"b\":2}]")
-                .unwrap_err()
-                .to_string()
-                .contains("expected ',' or ']'")
-        );
+        assert!(frames("[{\"a\":1} {\"b\":2}]").unwrap_err().to_string().contains("expected ',' or ']'"));
         assert!(frames("[,]").is_err());
-        assert!(
-            frames("\u{1}")
-                .unwrap_err()
-                .to_string()
-                .contains("byte 0x01")
-        );
+        assert!(frames("\u{1}").unwrap_err().to_string().contains("byte 0x01"));
     }
 
     #[test]
     fn oversized_piece_is_refused_without_reading_it_whole() {
         let big = format!("[{{\"a\":\"{}\"}}]", "x".repeat(1000));
-        assert!(matches!(
-            frames_limited(&big, 100).unwrap_err(),
-            FrameError::TooLarge { limit: 100, .. }
-        ));
+        assert!(matches!(frames_limited(&big, 100).unwrap_err(), FrameError::TooLarge { limit: 100, .. }));
         assert_eq!(frames_limited(&big, 2000).unwrap().len(), 1);
     }
 

@@ -92,15 +92,8 @@ pub fn decode_asff<R: Read>(
                 Decoded::Finding(f)
             }
             Err(Rejection::Syntax(e)) => {
-                let at = Position {
-                    offset: frame.offset,
-                    line: frame.line,
-                    column: 1,
-                };
-                return Err(DecodeError::Syntax {
-                    at,
-                    message: e.to_string(),
-                });
+                let at = Position { offset: frame.offset, line: frame.line, column: 1 };
+                return Err(DecodeError::Syntax { at, message: e.to_string() });
             }
             Err(rejection) => {
                 summary.rejected += 1;
@@ -140,11 +133,7 @@ mod tests {
     use serde_json::json;
 
     fn defaults() -> Defaults {
-        Defaults {
-            region: "us-east-1".into(),
-            account_id: Some("111122223333".into()),
-            product_arn: None,
-        }
+        Defaults { region: "us-east-1".into(), account_id: Some("111122223333".into()), product_arn: None }
     }
 
     fn finding(id: &str) -> serde_json::Value {
@@ -173,11 +162,9 @@ mod tests {
     #[test]
     fn each_asff_shape_decodes() {
         let (a, b) = (finding("a"), finding("b"));
-        for input in [
-            json!([a, b]).to_string(),
-            json!({"Findings": [a, b]}).to_string(),
-            format!("{a}\n{b}\n"),
-        ] {
+        for input in
+            [json!([a, b]).to_string(), json!({"Findings": [a, b]}).to_string(), format!("{a}\n{b}\n")]
+        {
             assert_eq!(run(input.as_bytes()).unwrap().0, ["a", "b"], "{input}");
         }
         assert_eq!(run(a.to_string().as_bytes()).unwrap().0, ["a"]);
@@ -206,10 +193,7 @@ mod tests {
     fn invalid_json_inside_a_piece_fails_the_file_with_position() {
         let input = format!("{}\n{{\"Id\": tru}}\n", finding("a"));
         let err = run(input.as_bytes()).unwrap_err().to_string();
-        assert!(
-            err.starts_with("invalid JSON in the value that starts at line 2"),
-            "{err}"
-        );
+        assert!(err.starts_with("invalid JSON in the value that starts at line 2"), "{err}");
         let err = run(b"[{\"Id\":\"\xff\"}]").unwrap_err().to_string();
         assert!(err.contains("invalid JSON"), "{err}");
     }
@@ -218,17 +202,12 @@ mod tests {
     /// some carry placeholder account ids or empty `Types` on purpose).
     #[test]
     fn fixtures_of_every_asff_shape_decode() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/scanners/asff");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/scanners/asff");
         let expected: &[(&str, usize, &[&str])] = &[
             ("awsdocs-sample-finding-fsbp.json", 1, &[]),
             ("inspector-one_vuln.array.json", 1, &[]),
             ("prowler-docs-example.array.json", 0, &["InvalidField"]),
-            (
-                "securityhub-inspector_ec2_cve.findings.json",
-                1,
-                &["InvalidField"; 4],
-            ),
+            ("securityhub-inspector_ec2_cve.findings.json", 1, &["InvalidField"; 4]),
             ("trivy-alpine-310.asff.json", 4, &[]),
             ("trivy-secrets.asff.json", 2, &[]),
         ];
@@ -236,21 +215,16 @@ mod tests {
             let bytes = std::fs::read(dir.join(name)).unwrap();
             let (ok, bad) = run(&bytes).unwrap();
             let codes: Vec<&str> = bad.iter().map(|(c, _)| c.as_str()).collect();
-            assert_eq!(
-                (ok.len(), &codes[..]),
-                (*accepted, *rejected),
-                "{name}: {bad:?}"
-            );
+            assert_eq!((ok.len(), &codes[..]), (*accepted, *rejected), "{name}: {bad:?}");
             assert_eq!(ok.len() + bad.len(), count_findings(&bytes), "{name}");
         }
     }
     fn count_findings(bytes: &[u8]) -> usize {
         match serde_json::from_slice::<serde_json::Value>(bytes).unwrap() {
             serde_json::Value::Array(a) => a.len(),
-            serde_json::Value::Object(o) => o
-                .get("Findings")
-                .and_then(|f| f.as_array())
-                .map_or(1, |a| a.len()),
+            serde_json::Value::Object(o) => {
+                o.get("Findings").and_then(|f| f.as_array()).map_or(1, |a| a.len())
+            }
             _ => 0,
         }
     }

@@ -18,9 +18,7 @@ use crate::config::DestinationConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No Region in config, environment or profile.
-    #[error(
-        "no AWS Region: set [destination].region in the config, or AWS_REGION in the environment"
-    )]
+    #[error("no AWS Region: set [destination].region in the config, or AWS_REGION in the environment")]
     NoRegion,
 }
 
@@ -60,10 +58,7 @@ pub struct HubClient {
 
 impl HubClient {
     /// Builds the client from the SDK's default chains plus the destination's overrides.
-    pub async fn connect(
-        dest: &DestinationConfig,
-        request_timeout: Duration,
-    ) -> Result<Self, ClientError> {
+    pub async fn connect(dest: &DestinationConfig, request_timeout: Duration) -> Result<Self, ClientError> {
         let timeouts = TimeoutConfig::builder()
             .operation_attempt_timeout(request_timeout)
             .connect_timeout(request_timeout.min(Duration::from_secs(10)))
@@ -79,10 +74,7 @@ impl HubClient {
         }
         let sdk = loader.load().await;
         let region = sdk.region().ok_or(ClientError::NoRegion)?.to_string();
-        Ok(Self {
-            client: aws_sdk_securityhub::Client::new(&sdk),
-            region,
-        })
+        Ok(Self { client: aws_sdk_securityhub::Client::new(&sdk), region })
     }
 
     /// The Region requests go to.

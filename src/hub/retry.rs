@@ -20,10 +20,7 @@ pub enum Verdict {
 pub fn classify(status: Option<u16>, code: Option<&str>) -> Verdict {
     match code {
         Some(
-            "TooManyRequestsException"
-            | "LimitExceededException"
-            | "ThrottlingException"
-            | "Throttling",
+            "TooManyRequestsException" | "LimitExceededException" | "ThrottlingException" | "Throttling",
         ) => {
             return Verdict::Throttled;
         }
@@ -86,11 +83,7 @@ pub struct Backoff {
 impl Backoff {
     /// A fresh backoff.
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self {
-            initial,
-            max,
-            attempt: 0,
-        }
+        Self { initial, max, attempt: 0 }
     }
 
     /// The ceiling for the next wait, before jitter.
@@ -124,36 +117,16 @@ mod tests {
     #[test]
     fn classifies_security_hub_errors() {
         let cases: &[(Option<u16>, Option<&str>, Verdict)] = &[
-            (
-                Some(429),
-                Some("TooManyRequestsException"),
-                Verdict::Throttled,
-            ),
-            (
-                Some(429),
-                Some("LimitExceededException"),
-                Verdict::Throttled,
-            ),
+            (Some(429), Some("TooManyRequestsException"), Verdict::Throttled),
+            (Some(429), Some("LimitExceededException"), Verdict::Throttled),
             (Some(429), None, Verdict::Throttled),
-            (
-                Some(401),
-                Some("InvalidAccessException"),
-                Verdict::AccessDenied,
-            ),
-            (
-                Some(403),
-                Some("AccessDeniedException"),
-                Verdict::AccessDenied,
-            ),
+            (Some(401), Some("InvalidAccessException"), Verdict::AccessDenied),
+            (Some(403), Some("AccessDeniedException"), Verdict::AccessDenied),
             (Some(403), None, Verdict::AccessDenied),
             (Some(500), Some("InternalException"), Verdict::Transient),
             (Some(503), None, Verdict::Transient),
             (None, None, Verdict::Transient),
-            (
-                Some(400),
-                Some("InvalidInputException"),
-                Verdict::BadRequest,
-            ),
+            (Some(400), Some("InvalidInputException"), Verdict::BadRequest),
             (Some(413), None, Verdict::BadRequest),
         ];
         for &(status, code, want) in cases {

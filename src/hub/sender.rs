@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use super::client::{FailedFinding, HubClient, RequestFailure};
+use super::rate::{Limiter, RateSettings};
 use super::retry::{Backoff, Verdict, finding_error_is_transient};
 use crate::pipeline::ack::DeadLetter;
 use crate::pipeline::batch::{self, Batcher, MAX_BODY_BYTES};
@@ -35,10 +36,13 @@ pub struct SenderSettings {
     pub access_denied_pause: Duration,
     /// After shutdown is requested, how long queued and in-flight findings still get.
     pub grace: Duration,
+    /// The rate limit in front of every attempt.
+    pub rate: RateSettings,
 }
 
 struct Ctx {
     client: HubClient,
+    limiter: Limiter,
     settings: SenderSettings,
     stats: Arc<Stats>,
 }
@@ -56,11 +60,8 @@ pub async fn run(
     let max_in_flight = settings.max_in_flight;
     let flush_interval = settings.flush_interval;
     let grace = settings.grace;
-    let ctx = Arc::new(Ctx {
-        client,
-        settings,
-        stats,
-    });
+    let limiter = Limiter::new(settings.rate);
+    let ctx = Arc::new(Ctx { client, limiter, settings, stats });
     let mut ready: VecDeque<Vec<Queued>> = VecDeque::new();
     let mut in_flight = JoinSet::new();
     let mut deadline: Option<Instant> = None;
@@ -125,15 +126,13 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
     let mut work = vec![items];
     while let Some(mut items) = work.pop() {
         loop {
+            ctx.limiter.acquire().await;
             let span = info_span!("request", findings = items.len());
-            let result = ctx
-                .client
-                .import(batch::body(&items))
-                .instrument(span)
-                .await;
+            let result = ctx.client.import(batch::body(&items)).instrument(span).await;
             let wait = match result {
                 Ok(failed) => {
                     ctx.stats.request(false, false);
+                    ctx.limiter.success();
                     backoff.reset();
                     items = settle(&ctx, items, &failed);
                     if items.is_empty() {
@@ -143,8 +142,10 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
                     backoff.next_delay(fastrand::f64())
                 }
                 Err(failure) => {
-                    ctx.stats
-                        .request(true, failure.verdict == Verdict::Throttled);
+                    ctx.stats.request(true, failure.verdict == Verdict::Throttled);
+                    if failure.verdict == Verdict::Throttled {
+                        ctx.limiter.throttled(failure.retry_after);
+                    }
                     match failure.verdict {
                         Verdict::BadRequest if items.len() > 1 => {
                             // One of these findings makes the whole request invalid: halve to find it.
@@ -156,11 +157,7 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
                         }
                         Verdict::BadRequest => {
                             let q = items.pop().expect("one finding");
-                            dead_letter(
-                                q,
-                                failure.code.as_deref().unwrap_or("BadRequest"),
-                                &failure.message,
-                            );
+                            dead_letter(q, failure.code.as_deref().unwrap_or("BadRequest"), &failure.message);
                             break;
                         }
                         Verdict::AccessDenied => {
@@ -184,9 +181,7 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
 }
 
 fn retry_wait(backoff: &mut Backoff, failure: &RequestFailure, findings: usize) -> Duration {
-    let wait = backoff
-        .next_delay(fastrand::f64())
-        .max(failure.retry_after.unwrap_or_default());
+    let wait = backoff.next_delay(fastrand::f64()).max(failure.retry_after.unwrap_or_default());
     let attempts = backoff.attempts();
     if attempts >= 5 {
         warn!(findings, attempts, wait_ms = wait.as_millis() as u64, error = %failure, "request failed; retrying");

@@ -129,9 +129,7 @@ impl Ticket {
 
     /// An [`Ack`] for one more finding of this file.
     pub fn ack(self: &Arc<Self>) -> Ack {
-        Ack {
-            ticket: Some(self.clone()),
-        }
+        Ack { ticket: Some(self.clone()) }
     }
 
     /// Dead-letters a finding that never entered the queue (rejected while decoding).
@@ -142,11 +140,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let quarantine = self
-            .quarantine
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let quarantine = self.quarantine.get_mut().unwrap_or_else(|e| e.into_inner()).take();
         let outcome = match quarantine {
             _ if self.abandoned.load(Ordering::Acquire) => Outcome::Unfinished,
             Some(reason) => Outcome::Quarantine(reason),
@@ -184,11 +178,7 @@ impl Ack {
         if let Some(ticket) = self.ticket.take() {
             ticket.rejected.fetch_add(1, Ordering::Relaxed);
             let events = ticket.events.clone();
-            if let Err(unsent) = events.send(AckEvent::DeadLetter {
-                ticket,
-                letter,
-                permit,
-            }) {
+            if let Err(unsent) = events.send(AckEvent::DeadLetter { ticket, letter, permit }) {
                 // Nobody can write the letter: the file must stay.
                 if let AckEvent::DeadLetter { ticket, .. } = unsent.0 {
                     ticket.abandon();
@@ -221,13 +211,7 @@ mod tests {
     }
 
     fn letter() -> DeadLetter {
-        DeadLetter {
-            index: Some(0),
-            id: None,
-            code: "X".into(),
-            message: "m".into(),
-            raw: Bytes::new(),
-        }
+        DeadLetter { index: Some(0), id: None, code: "X".into(), message: "m".into(), raw: Bytes::new() }
     }
 
     #[test]
@@ -238,23 +222,14 @@ mod tests {
         t.read_complete();
         drop(t);
         a.accepted();
-        assert!(
-            rx.try_recv().is_err(),
-            "closed while a finding is in flight"
-        );
+        assert!(rx.try_recv().is_err(), "closed while a finding is in flight");
         b.dead_letter(letter(), None);
         let event = rx.try_recv().unwrap();
         assert!(matches!(event, AckEvent::DeadLetter { .. }));
-        assert!(
-            rx.try_recv().is_err(),
-            "the dead letter holds the ticket open"
-        );
+        assert!(rx.try_recv().is_err(), "the dead letter holds the ticket open");
         drop(event);
         let c = closed(&mut rx);
-        assert_eq!(
-            (c.outcome, c.accepted, c.rejected),
-            (Outcome::Finished, 1, 1)
-        );
+        assert_eq!((c.outcome, c.accepted, c.rejected), (Outcome::Finished, 1, 1));
     }
 
     #[test]
@@ -278,9 +253,6 @@ mod tests {
         t.quarantine("bad".into());
         drop(t);
         let c = closed(&mut rx);
-        assert_eq!(
-            (c.outcome, c.accepted),
-            (Outcome::Quarantine("bad".into()), 1)
-        );
+        assert_eq!((c.outcome, c.accepted), (Outcome::Quarantine("bad".into()), 1));
     }
 }

@@ -54,9 +54,7 @@ impl<T: Batchable> Batcher<T> {
     pub fn push(&mut self, item: T) -> Vec<Vec<T>> {
         let mut done = Vec::new();
         let added = item.json().len() + usize::from(!self.items.is_empty());
-        if !self.items.is_empty()
-            && (self.body_len + added > self.max_body || self.ids.contains(item.id()))
-        {
+        if !self.items.is_empty() && (self.body_len + added > self.max_body || self.ids.contains(item.id())) {
             done.extend(self.flush());
         }
         self.body_len += item.json().len() + usize::from(!self.items.is_empty());
@@ -75,10 +73,7 @@ impl<T: Batchable> Batcher<T> {
         }
         self.ids.clear();
         self.body_len = PREFIX.len() + SUFFIX.len();
-        Some(std::mem::replace(
-            &mut self.items,
-            Vec::with_capacity(self.max_findings),
-        ))
+        Some(std::mem::replace(&mut self.items, Vec::with_capacity(self.max_findings)))
     }
 
     /// Findings waiting for their request to fill.
@@ -161,14 +156,9 @@ mod tests {
 
     #[test]
     fn body_is_the_findings_envelope() {
-        let items = [
-            Item("a".into(), b"{\"Id\":\"a\"}".to_vec()),
-            Item("b".into(), b"{\"Id\":\"b\"}".to_vec()),
-        ];
-        assert_eq!(
-            &body(&items)[..],
-            b"{\"Findings\":[{\"Id\":\"a\"},{\"Id\":\"b\"}]}"
-        );
+        let items =
+            [Item("a".into(), b"{\"Id\":\"a\"}".to_vec()), Item("b".into(), b"{\"Id\":\"b\"}".to_vec())];
+        assert_eq!(&body(&items)[..], b"{\"Findings\":[{\"Id\":\"a\"},{\"Id\":\"b\"}]}");
         assert_eq!(&body::<Item>(&[])[..], b"{\"Findings\":[]}");
     }
 

@@ -15,6 +15,7 @@ use tracing::{error, info};
 use crate::config::Config;
 use crate::finding::Defaults;
 use crate::hub::client::{ClientError, HubClient};
+use crate::hub::rate::RateSettings;
 use crate::hub::sender::{self, SenderSettings};
 use crate::spool::finish::{self, Claims, Dirs};
 use crate::spool::{Reader, WatchError};
@@ -49,11 +50,7 @@ pub enum RunError {
 }
 
 /// Runs the pipeline until `shutdown` (or, with [`Mode::Once`], until the spool is drained).
-pub async fn run(
-    config: &Config,
-    mode: Mode,
-    shutdown: CancellationToken,
-) -> Result<Snapshot, RunError> {
+pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Result<Snapshot, RunError> {
     let client = HubClient::connect(&config.destination, config.retry.request_timeout).await?;
     let defaults = Defaults {
         region: client.region().to_owned(),
@@ -65,10 +62,7 @@ pub async fn run(
         done: config.spool.done_dir(),
         on_success: config.spool.on_success,
     };
-    dirs.prepare().map_err(|source| RunError::Dirs {
-        path: dirs.failed.clone(),
-        source,
-    })?;
+    dirs.prepare().map_err(|source| RunError::Dirs { path: dirs.failed.clone(), source })?;
     info!(region = %client.region(), spool = %config.spool.dir.display(), ?mode, "starting");
 
     let stats = Arc::new(stats::Stats::default());
@@ -91,14 +85,14 @@ pub async fn run(
         max_backoff: config.retry.max_backoff,
         access_denied_pause: config.retry.access_denied_pause,
         grace: config.shutdown.grace,
+        rate: RateSettings {
+            requests_per_second: config.rate.requests_per_second,
+            burst: f64::from(config.rate.burst),
+            adaptive: config.rate.adaptive,
+            min_requests_per_second: config.rate.min_requests_per_second,
+        },
     };
-    let sending = tokio::spawn(sender::run(
-        client,
-        queue_rx,
-        settings,
-        stats.clone(),
-        shutdown.clone(),
-    ));
+    let sending = tokio::spawn(sender::run(client, queue_rx, settings, stats.clone(), shutdown.clone()));
 
     let reader = Reader {
         dir: config.spool.dir.clone(),

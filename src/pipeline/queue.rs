@@ -50,25 +50,10 @@ impl Budget {
     /// Waits until one finding of `len` bytes fits. A finding larger than the whole budget
     /// takes the whole budget.
     pub async fn reserve(&self, len: usize) -> Permit {
-        let len = u32::try_from(len)
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.max_bytes);
-        let count = self
-            .count
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the budget is never closed");
-        let bytes = self
-            .bytes
-            .clone()
-            .acquire_many_owned(len)
-            .await
-            .expect("the budget is never closed");
-        Permit {
-            _count: count,
-            _bytes: bytes,
-        }
+        let len = u32::try_from(len).unwrap_or(u32::MAX).clamp(1, self.max_bytes);
+        let count = self.count.clone().acquire_owned().await.expect("the budget is never closed");
+        let bytes = self.bytes.clone().acquire_many_owned(len).await.expect("the budget is never closed");
+        Permit { _count: count, _bytes: bytes }
     }
 
     /// Findings that could be reserved right now.
@@ -106,9 +91,7 @@ mod tests {
         let waiting = tokio::time::timeout(Duration::from_millis(50), budget.reserve(10)).await;
         assert!(waiting.is_err(), "a third finding must wait");
         drop(a);
-        let _c = tokio::time::timeout(Duration::from_secs(5), budget.reserve(50))
-            .await
-            .unwrap();
+        let _c = tokio::time::timeout(Duration::from_secs(5), budget.reserve(50)).await.unwrap();
         assert_eq!(budget.free_bytes(), 20);
     }
 

@@ -73,12 +73,7 @@ impl Stats {
     }
     /// A finding was dead-lettered with `code`.
     pub fn rejected(&self, code: &str) {
-        *self
-            .rejected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(code.to_owned())
-            .or_default() += 1;
+        *self.rejected.lock().unwrap_or_else(|e| e.into_inner()).entry(code.to_owned()).or_default() += 1;
     }
     /// A request went out; `failed` if it failed as a whole, `throttled` if for throttling.
     pub fn request(&self, failed: bool, throttled: bool) {
@@ -95,11 +90,7 @@ impl Stats {
             findings_decoded: self.findings_decoded.load(Relaxed),
             findings_accepted: self.findings_accepted.load(Relaxed),
             findings_retried: self.findings_retried.load(Relaxed),
-            rejected: self
-                .rejected
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            rejected: self.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             requests: self.requests.load(Relaxed),
             requests_failed: self.requests_failed.load(Relaxed),
             throttles: self.throttles.load(Relaxed),

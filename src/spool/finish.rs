@@ -78,11 +78,7 @@ pub fn run(mut events: UnboundedReceiver<AckEvent>, dirs: Dirs, claims: Claims, 
     let mut open: HashMap<u64, BufWriter<File>> = HashMap::new();
     while let Some(event) = events.blocking_recv() {
         match event {
-            AckEvent::DeadLetter {
-                ticket,
-                letter,
-                permit,
-            } => {
+            AckEvent::DeadLetter { ticket, letter, permit } => {
                 if let Err(e) = append(&mut open, &dirs, ticket.id(), &letter) {
                     // The letter is not safe on disk: keep the file in the spool.
                     error!(file = %ticket.path().display(), error = %e, "cannot write dead letter; the file stays in the spool");
@@ -96,10 +92,7 @@ pub fn run(mut events: UnboundedReceiver<AckEvent>, dirs: Dirs, claims: Claims, 
                 if let Err(e) = close(&dirs, &closed, writer, &stats) {
                     error!(file = %closed.path.display(), error = %e, "cannot finish the file; it stays in the spool");
                 }
-                claims
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&closed.path);
+                claims.lock().unwrap_or_else(|e| e.into_inner()).remove(&closed.path);
                 stats.file_closed();
             }
         }
@@ -119,10 +112,7 @@ fn append(
     let writer = match open.entry(ticket) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::hash_map::Entry::Vacant(e) => {
-            let file = File::options()
-                .create(true)
-                .append(true)
-                .open(partial_path(dirs, ticket))?;
+            let file = File::options().create(true).append(true).open(partial_path(dirs, ticket))?;
             e.insert(BufWriter::new(file))
         }
     };
@@ -150,11 +140,7 @@ fn close(
     stats: &Stats,
 ) -> std::io::Result<()> {
     let partial = partial_path(dirs, closed.ticket);
-    let name = closed
-        .path
-        .file_name()
-        .unwrap_or(OsStr::new("unnamed"))
-        .to_owned();
+    let name = closed.path.file_name().unwrap_or(OsStr::new("unnamed")).to_owned();
     let shown = closed.path.display();
     match &closed.outcome {
         Outcome::Unfinished => {
@@ -185,9 +171,7 @@ fn close(
     }
     match dirs.on_success {
         OnSuccess::Delete => remove_if_exists(&closed.path)?,
-        OnSuccess::Move => {
-            std::fs::rename(&closed.path, dirs.done.join(unique_base(&dirs.done, &name)))?
-        }
+        OnSuccess::Move => std::fs::rename(&closed.path, dirs.done.join(unique_base(&dirs.done, &name)))?,
     }
     stats.file_finished();
     info!(
@@ -212,10 +196,7 @@ fn write_report(
     let mut rejected = Vec::new();
     let mut rejected_file = None;
     if let Some(writer) = writer {
-        writer
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()?;
+        writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         let target = dirs.failed.join(with_suffix(base, ".rejected.ndjson"));
         std::fs::rename(partial, &target)?;
         // The report lists each rejection without the finding bodies (those are in the .ndjson).
@@ -226,13 +207,7 @@ fn write_report(
             }
             rejected.push(v);
         }
-        rejected_file = Some(
-            target
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        );
+        rejected_file = Some(target.file_name().unwrap_or_default().to_string_lossy().into_owned());
     }
     let report = Report {
         file: closed.path.display().to_string(),
@@ -242,10 +217,7 @@ fn write_report(
         rejected_findings_file: rejected_file,
         rejected,
     };
-    write_synced(
-        &dirs.failed.join(with_suffix(base, ".error.json")),
-        &serde_json::to_vec_pretty(&report)?,
-    )?;
+    write_synced(&dirs.failed.join(with_suffix(base, ".error.json")), &serde_json::to_vec_pretty(&report)?)?;
     sync_dir(&dirs.failed)
 }
 
@@ -261,10 +233,7 @@ pub fn refuse(failed: &Path, path: &Path, reason: &str) -> std::io::Result<()> {
         rejected_findings_file: None,
         rejected: vec![],
     };
-    write_synced(
-        &failed.join(with_suffix(&base, ".error.json")),
-        &serde_json::to_vec_pretty(&report)?,
-    )?;
+    write_synced(&failed.join(with_suffix(&base, ".error.json")), &serde_json::to_vec_pretty(&report)?)?;
     std::fs::rename(path, failed.join(&base))?;
     sync_dir(failed)
 }
@@ -278,25 +247,14 @@ fn with_suffix(base: &OsStr, suffix: &str) -> OsString {
 /// `NAME`, or `NAME.1`, `NAME.2`, … so that nothing in `dir` is overwritten.
 fn unique_base(dir: &Path, name: &OsStr) -> OsString {
     let taken = |b: &OsStr| {
-        [
-            OsString::new(),
-            ".error.json".into(),
-            ".rejected.ndjson".into(),
-        ]
-        .iter()
-        .any(|suffix| {
-            dir.join(with_suffix(b, &suffix.to_string_lossy()))
-                .symlink_metadata()
-                .is_ok()
-        })
+        [OsString::new(), ".error.json".into(), ".rejected.ndjson".into()]
+            .iter()
+            .any(|suffix| dir.join(with_suffix(b, &suffix.to_string_lossy())).symlink_metadata().is_ok())
     };
     if !taken(name) {
         return name.to_owned();
     }
-    (1u64..)
-        .map(|n| with_suffix(name, &format!(".{n}")))
-        .find(|b| !taken(b))
-        .expect("some suffix is free")
+    (1u64..).map(|n| with_suffix(name, &format!(".{n}"))).find(|b| !taken(b)).expect("some suffix is free")
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -338,17 +296,9 @@ mod tests {
         let link = dir.path().join("evil.json");
         std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
         refuse(&failed, &link, "a symbolic link").unwrap();
-        assert!(
-            failed
-                .join("evil.json")
-                .symlink_metadata()
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert!(failed.join("evil.json").symlink_metadata().unwrap().file_type().is_symlink());
         let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(failed.join("evil.json.error.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(failed.join("evil.json.error.json")).unwrap()).unwrap();
         assert_eq!(report["reason"], "a symbolic link");
     }
 }

@@ -89,10 +89,7 @@ impl Reader {
                 break;
             }
             next_ticket += 1;
-            reader
-                .clone()
-                .read(path, next_ticket, shutdown.clone())
-                .await;
+            reader.clone().read(path, next_ticket, shutdown.clone()).await;
         }
         Ok(())
     }
@@ -110,17 +107,11 @@ impl Reader {
         loop {
             if full_scan {
                 full_scan = false;
-                match scan::scan(
-                    &reader.dir,
-                    &reader.own_dirs,
-                    reader.settle_time,
-                    SystemTime::now(),
-                ) {
+                match scan::scan(&reader.dir, &reader.own_dirs, reader.settle_time, SystemTime::now()) {
                     Ok(found) => {
                         found.ready.into_iter().for_each(|p| pending.add(p));
                         // Files still being written get another look once they have settled.
-                        settle_scan =
-                            (found.unsettled > 0).then(|| Instant::now() + reader.settle_time);
+                        settle_scan = (found.unsettled > 0).then(|| Instant::now() + reader.settle_time);
                     }
                     Err(e) => {
                         error!(dir = %reader.dir.display(), error = %e, "cannot scan the spool")
@@ -139,10 +130,7 @@ impl Reader {
             }
             if let Some(path) = pending.next() {
                 next_ticket += 1;
-                reader
-                    .clone()
-                    .read(path, next_ticket, shutdown.clone())
-                    .await;
+                reader.clone().read(path, next_ticket, shutdown.clone()).await;
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
@@ -164,38 +152,23 @@ impl Reader {
 
     /// Claims and reads one file (on a blocking thread); returns when it has been read.
     async fn read(self: Arc<Self>, path: PathBuf, ticket_id: u64, shutdown: CancellationToken) {
-        if !self
-            .claims
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path.clone())
-        {
+        if !self.claims.lock().unwrap_or_else(|e| e.into_inner()).insert(path.clone()) {
             return; // already on its way
         }
         let handle = Handle::current();
         let reader = self.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            reader.read_blocking(&path, ticket_id, &handle, &shutdown)
-        });
+        let task =
+            tokio::task::spawn_blocking(move || reader.read_blocking(&path, ticket_id, &handle, &shutdown));
         if let Err(e) = task.await {
             error!(error = %e, "the spool reader panicked");
         }
     }
 
-    fn read_blocking(
-        &self,
-        path: &Path,
-        ticket_id: u64,
-        handle: &Handle,
-        shutdown: &CancellationToken,
-    ) {
+    fn read_blocking(&self, path: &Path, ticket_id: u64, handle: &Handle, shutdown: &CancellationToken) {
         let (file, meta) = match open::open_regular(path) {
             Ok(opened) => opened,
             Err(refusal) => {
-                self.claims
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(path);
+                self.claims.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
                 if matches!(refusal, open::Refusal::Gone) {
                     debug!(file = %path.display(), "gone before it was read");
                     return;
@@ -232,11 +205,7 @@ impl Reader {
             match item {
                 Decoded::Finding(finding) => {
                     self.stats.decoded();
-                    let queued = Queued {
-                        finding,
-                        ack: ticket.ack(),
-                        permit,
-                    };
+                    let queued = Queued { finding, ack: ticket.ack(), permit };
                     if self.queue.send(queued).is_err() {
                         return ControlFlow::Break(()); // the sender is gone: stopping
                     }
@@ -257,11 +226,7 @@ impl Reader {
         });
         match result {
             Ok(DecodeEnd::Complete(summary)) => {
-                debug!(
-                    findings = summary.findings,
-                    rejected = summary.rejected,
-                    "read"
-                );
+                debug!(findings = summary.findings, rejected = summary.rejected, "read");
                 ticket.read_complete();
             }
             Ok(DecodeEnd::Stopped) => debug!("reading stopped"),

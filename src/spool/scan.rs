@@ -23,12 +23,7 @@ pub struct Scan {
 /// Candidates in `dir`, oldest first. Regular files changed less than `settle` before `now`
 /// are left for later (they may still be being written); other kinds are returned at once, to
 /// be refused. Paths in `skip` (the agent's own subdirectories) are never returned.
-pub fn scan(
-    dir: &Path,
-    skip: &[PathBuf],
-    settle: Duration,
-    now: SystemTime,
-) -> std::io::Result<Scan> {
+pub fn scan(dir: &Path, skip: &[PathBuf], settle: Duration, now: SystemTime) -> std::io::Result<Scan> {
     let mut found = Vec::new();
     let mut unsettled = 0;
     for entry in std::fs::read_dir(dir)? {
@@ -48,10 +43,7 @@ pub fn scan(
         found.push((modified, path));
     }
     found.sort();
-    Ok(Scan {
-        ready: found.into_iter().map(|(_, p)| p).collect(),
-        unsettled,
-    })
+    Ok(Scan { ready: found.into_iter().map(|(_, p)| p).collect(), unsettled })
 }
 
 #[cfg(test)]
@@ -86,18 +78,9 @@ mod tests {
             .set_modified(old)
             .unwrap();
         let later = SystemTime::now() + Duration::from_secs(10);
-        let got = scan(
-            dir.path(),
-            std::slice::from_ref(&failed),
-            Duration::from_secs(5),
-            later,
-        )
-        .unwrap()
-        .ready;
-        let mut names: Vec<_> = got
-            .iter()
-            .map(|p| p.file_name().unwrap().to_str().unwrap())
-            .collect();
+        let got =
+            scan(dir.path(), std::slice::from_ref(&failed), Duration::from_secs(5), later).unwrap().ready;
+        let mut names: Vec<_> = got.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
         assert_eq!(names[0], "b.json", "oldest first");
         names.sort();
         assert_eq!(names, ["a.json", "b.json", "stray"]);
@@ -105,13 +88,7 @@ mod tests {
         let got = scan(dir.path(), &[failed], Duration::from_secs(5), now).unwrap();
         assert_eq!(got.unsettled, 1);
         let got = got.ready;
-        let names: Vec<_> = got
-            .iter()
-            .map(|p| p.file_name().unwrap().to_str().unwrap())
-            .collect();
-        assert!(
-            !names.contains(&"a.json"),
-            "a.json was just written: {names:?}"
-        );
+        let names: Vec<_> = got.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        assert!(!names.contains(&"a.json"), "a.json was just written: {names:?}");
     }
 }

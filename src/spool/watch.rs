@@ -33,20 +33,14 @@ pub enum Signal {
 }
 
 /// Starts watching `dir`; keep the watcher alive as long as signals are wanted.
-pub fn start(
-    dir: &Path,
-) -> Result<(RecommendedWatcher, mpsc::UnboundedReceiver<Signal>), WatchError> {
+pub fn start(dir: &Path) -> Result<(RecommendedWatcher, mpsc::UnboundedReceiver<Signal>), WatchError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let handler = move |event: notify::Result<Event>| {
         let signal = match event {
             Ok(e) if e.need_rescan() => Some(Signal::Rescan),
-            Ok(Event {
-                kind, mut paths, ..
-            }) => match kind {
+            Ok(Event { kind, mut paths, .. }) => match kind {
                 EventKind::Access(AccessKind::Close(AccessMode::Write))
-                | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-                    paths.pop().map(Signal::Path)
-                }
+                | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => paths.pop().map(Signal::Path),
                 _ => None,
             },
             Err(_) => Some(Signal::Rescan),
@@ -60,8 +54,6 @@ pub fn start(
     };
     let mut watcher =
         notify::recommended_watcher(handler).map_err(|e| WatchError::Watch(dir.to_owned(), e))?;
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .map_err(|e| WatchError::Watch(dir.to_owned(), e))?;
+    watcher.watch(dir, RecursiveMode::NonRecursive).map_err(|e| WatchError::Watch(dir.to_owned(), e))?;
     Ok((watcher, rx))
 }

@@ -27,10 +27,8 @@ impl Env {
     }
 
     pub async fn with_options(mut options: Options) -> Env {
-        options.credentials = Some(Credentials {
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-        });
+        options.credentials =
+            Some(Credentials { access_key: ACCESS_KEY.into(), secret_key: SECRET_KEY.into() });
         let hub = Hub::start(options).await.expect("hubsim starts");
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("spool");
@@ -63,6 +61,9 @@ endpoint_url = "{endpoint}"
 account_id = "{ACCOUNT}"
 [shutdown]
 grace = "1s"
+[rate]
+requests_per_second = 1000.0
+burst = 1000
 "#,
             spool = self.spool.display(),
             endpoint = self.hub.endpoint(),
@@ -94,10 +95,7 @@ grace = "1s"
             .output()
             .await
             .expect("the agent runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     /// Starts the daemon.
@@ -141,11 +139,7 @@ grace = "1s"
     pub async fn wait_spool_empty(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.spool_files().is_empty() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "spool not drained: {:?}",
-                self.spool_files()
-            );
+            assert!(tokio::time::Instant::now() < deadline, "spool not drained: {:?}", self.spool_files());
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

@@ -140,10 +140,7 @@ impl Hub {
             options: Mutex::new(options),
             findings: Mutex::new(HashMap::new()),
             stats: Mutex::new(Stats::default()),
-            bucket: Mutex::new(Bucket {
-                tokens: burst,
-                at: Instant::now(),
-            }),
+            bucket: Mutex::new(Bucket { tokens: burst, at: Instant::now() }),
             stalled: watch::channel(false).0,
             concurrent: Default::default(),
         });
@@ -151,11 +148,7 @@ impl Hub {
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
         tokio::spawn(server::serve(listener, state.clone(), stopped));
-        Ok(Hub {
-            addr,
-            state,
-            _stop: stop,
-        })
+        Ok(Hub { addr, state, _stop: stop })
     }
 
     /// `http://127.0.0.1:PORT`, for `endpoint_url`.
@@ -170,24 +163,12 @@ impl Hub {
 
     /// Every stored finding (the latest version of each (ProductArn, Id)).
     pub fn findings(&self) -> Vec<Value> {
-        self.state
-            .findings
-            .lock()
-            .unwrap()
-            .values()
-            .cloned()
-            .collect()
+        self.state.findings.lock().unwrap().values().cloned().collect()
     }
 
     /// The stored finding with this Id, if any.
     pub fn finding(&self, id: &str) -> Option<Value> {
-        self.state
-            .findings
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|((_, i), _)| i == id)
-            .map(|(_, v)| v.clone())
+        self.state.findings.lock().unwrap().iter().find(|((_, i), _)| i == id).map(|(_, v)| v.clone())
     }
 
     /// Counters so far.

@@ -58,9 +58,7 @@ fn parse_fault(s: &str) -> Result<RequestFault, String> {
         "429" => RequestFault::Throttle,
         "drop" => RequestFault::Drop,
         _ => match s.strip_prefix("delay=") {
-            Some(ms) => RequestFault::Delay(Duration::from_millis(
-                ms.parse().map_err(|e| format!("{e}"))?,
-            )),
+            Some(ms) => RequestFault::Delay(Duration::from_millis(ms.parse().map_err(|e| format!("{e}"))?)),
             None => return Err(format!("unknown fault {s:?}")),
         },
     })
@@ -72,26 +70,15 @@ async fn main() -> std::io::Result<()> {
     let credentials = args
         .access_key
         .zip(args.secret_key)
-        .map(|(access_key, secret_key)| Credentials {
-            access_key,
-            secret_key,
-        });
+        .map(|(access_key, secret_key)| Credentials { access_key, secret_key });
     let options = Options {
         credentials,
         quota: args.quota,
-        faults: Faults {
-            request_rate: args.fault_rate,
-            request_kinds: args.faults,
-            ..Faults::default()
-        },
+        faults: Faults { request_rate: args.fault_rate, request_kinds: args.faults, ..Faults::default() },
         seed: args.seed,
     };
     let hub = Hub::start_on(args.listen, options).await?;
-    eprintln!(
-        "hubsim listening on {} (findings: GET {}/_hubsim/findings)",
-        hub.endpoint(),
-        hub.endpoint()
-    );
+    eprintln!("hubsim listening on {} (findings: GET {}/_hubsim/findings)", hub.endpoint(), hub.endpoint());
     if let Some(path) = &args.addr_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, hub.addr().to_string())?;

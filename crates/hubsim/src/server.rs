@@ -63,10 +63,7 @@ fn error_reply(status: u16, code: &str, message: &str) -> Reply {
         StatusCode::from_u16(status).expect("a valid status"),
         &json!({"__type": code, "Message": message}),
     );
-    r.headers_mut().insert(
-        "x-amzn-errortype",
-        code.parse().expect("a valid header value"),
-    );
+    r.headers_mut().insert("x-amzn-errortype", code.parse().expect("a valid header value"));
     r
 }
 
@@ -75,11 +72,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return Ok(error_reply(
-                400,
-                "SerializationException",
-                "unreadable body",
-            ));
+            return Ok(error_reply(400, "SerializationException", "unreadable body"));
         }
     };
     let path = parts.uri.path().to_owned();
@@ -90,39 +83,23 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         }
         ("GET", "/_hubsim/stats") => {
             let stats = state.stats.lock().unwrap().clone();
-            return Ok(json_reply(
-                StatusCode::OK,
-                &serde_json::to_value(stats).expect("stats serialize"),
-            ));
+            return Ok(json_reply(StatusCode::OK, &serde_json::to_value(stats).expect("stats serialize")));
         }
         _ => {}
     }
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let creds = state.options.lock().unwrap().credentials.clone();
     let query = parts.uri.query().unwrap_or("");
-    if let Err(e) = sigv4::verify(
-        parts.method.as_str(),
-        &path,
-        query,
-        &headers,
-        &body,
-        creds.as_ref(),
-    ) {
+    if let Err(e) = sigv4::verify(parts.method.as_str(), &path, query, &headers, &body, creds.as_ref()) {
         state.stats.lock().unwrap().bad_signatures += 1;
         let (code, msg) = match e {
-            sigv4::SigError::Missing => (
-                "MissingAuthenticationTokenException",
-                "Missing Authentication Token".to_owned(),
-            ),
+            sigv4::SigError::Missing => {
+                ("MissingAuthenticationTokenException", "Missing Authentication Token".to_owned())
+            }
             sigv4::SigError::UnknownKey(k) => (
                 "UnrecognizedClientException",
                 format!("The security token included in the request is invalid: {k}"),
@@ -166,36 +143,20 @@ async fn import(state: &State, body: &Bytes) -> Result<Reply, Dropped> {
     let _ = stalled.wait_for(|s| !*s).await;
     if !take_token(state) {
         state.stats.lock().unwrap().throttled += 1;
-        return Ok(error_reply(
-            429,
-            "TooManyRequestsException",
-            "Rate exceeded",
-        ));
+        return Ok(error_reply(429, "TooManyRequestsException", "Rate exceeded"));
     }
     if let Some(fault) = roll_request_fault(state) {
         state.stats.lock().unwrap().injected += 1;
         match fault {
             RequestFault::Internal => {
-                return Ok(error_reply(
-                    500,
-                    "InternalException",
-                    "injected internal error",
-                ));
+                return Ok(error_reply(500, "InternalException", "injected internal error"));
             }
             RequestFault::Unavailable => {
-                return Ok(error_reply(
-                    503,
-                    "ServiceUnavailable",
-                    "injected unavailability",
-                ));
+                return Ok(error_reply(503, "ServiceUnavailable", "injected unavailability"));
             }
             RequestFault::Throttle => {
                 state.stats.lock().unwrap().throttled += 1;
-                return Ok(error_reply(
-                    429,
-                    "TooManyRequestsException",
-                    "Rate exceeded (injected)",
-                ));
+                return Ok(error_reply(429, "TooManyRequestsException", "Rate exceeded (injected)"));
             }
             RequestFault::Drop => return Err(Dropped),
             RequestFault::Delay(d) => tokio::time::sleep(d).await,
@@ -251,10 +212,7 @@ fn check_request(body: &Bytes) -> Result<Vec<Box<serde_json::value::RawValue>>, 
         return Err((
             413,
             "RequestEntityTooLargeException",
-            format!(
-                "request body of {} bytes is over {MAX_BODY_BYTES}",
-                body.len()
-            ),
+            format!("request body of {} bytes is over {MAX_BODY_BYTES}", body.len()),
         ));
     }
     #[derive(serde::Deserialize)]
@@ -262,13 +220,8 @@ fn check_request(body: &Bytes) -> Result<Vec<Box<serde_json::value::RawValue>>, 
         #[serde(rename = "Findings")]
         findings: Vec<Box<serde_json::value::RawValue>>,
     }
-    let input: Input = serde_json::from_slice(body).map_err(|e| {
-        (
-            400,
-            "InvalidInputException",
-            format!("Findings: could not parse the request: {e}"),
-        )
-    })?;
+    let input: Input = serde_json::from_slice(body)
+        .map_err(|e| (400, "InvalidInputException", format!("Findings: could not parse the request: {e}")))?;
     if input.findings.len() > MAX_FINDINGS {
         return Err((
             400,
@@ -300,37 +253,20 @@ const REQUIRED: &[&str] = &[
 /// Security Hub's per-finding rules, written independently of the agent's validator.
 fn finding_problem(raw: &str, v: &Value) -> Option<String> {
     if raw.len() > MAX_FINDING_BYTES {
-        return Some(format!(
-            "Finding size {} exceeds the maximum of {MAX_FINDING_BYTES} bytes",
-            raw.len()
-        ));
+        return Some(format!("Finding size {} exceeds the maximum of {MAX_FINDING_BYTES} bytes", raw.len()));
     }
     let Some(obj) = v.as_object() else {
         return Some("Finding is not an object".into());
     };
     if let Some(missing) = REQUIRED.iter().find(|k| !obj.contains_key(**k)) {
-        return Some(format!(
-            "Finding does not adhere to ASFF: missing required field {missing}"
-        ));
+        return Some(format!("Finding does not adhere to ASFF: missing required field {missing}"));
     }
     let len = |k: &str| obj[k].as_str().map(|s| s.chars().count());
     let checks = [
-        (
-            obj["SchemaVersion"] == "2018-10-08",
-            "SchemaVersion must be 2018-10-08",
-        ),
-        (
-            len("Id").is_some_and(|n| (1..=512).contains(&n)),
-            "Id must be 1-512 characters",
-        ),
-        (
-            len("GeneratorId").is_some_and(|n| (1..=512).contains(&n)),
-            "GeneratorId must be 1-512 characters",
-        ),
-        (
-            len("Title").is_some_and(|n| (1..=256).contains(&n)),
-            "Title must be 1-256 characters",
-        ),
+        (obj["SchemaVersion"] == "2018-10-08", "SchemaVersion must be 2018-10-08"),
+        (len("Id").is_some_and(|n| (1..=512).contains(&n)), "Id must be 1-512 characters"),
+        (len("GeneratorId").is_some_and(|n| (1..=512).contains(&n)), "GeneratorId must be 1-512 characters"),
+        (len("Title").is_some_and(|n| (1..=256).contains(&n)), "Title must be 1-256 characters"),
         (
             len("Description").is_some_and(|n| (1..=1024).contains(&n)),
             "Description must be 1-1024 characters",
@@ -342,15 +278,11 @@ fn finding_problem(raw: &str, v: &Value) -> Option<String> {
             "AwsAccountId must be 12 digits",
         ),
         (
-            obj["Resources"]
-                .as_array()
-                .is_some_and(|r| (1..=32).contains(&r.len())),
+            obj["Resources"].as_array().is_some_and(|r| (1..=32).contains(&r.len())),
             "Resources must have 1-32 entries",
         ),
         (
-            obj["Types"]
-                .as_array()
-                .is_some_and(|t| !t.is_empty() && t.len() <= 50),
+            obj["Types"].as_array().is_some_and(|t| !t.is_empty() && t.len() <= 50),
             "Types must have 1-50 entries",
         ),
         (
@@ -358,10 +290,7 @@ fn finding_problem(raw: &str, v: &Value) -> Option<String> {
             "Severity needs a Label",
         ),
     ];
-    checks
-        .iter()
-        .find(|(ok, _)| !ok)
-        .map(|(_, msg)| (*msg).to_owned())
+    checks.iter().find(|(ok, _)| !ok).map(|(_, msg)| (*msg).to_owned())
 }
 
 fn store(state: &State, findings: Vec<Box<serde_json::value::RawValue>>) -> Value {
@@ -370,11 +299,7 @@ fn store(state: &State, findings: Vec<Box<serde_json::value::RawValue>>) -> Valu
     let mut success = 0u64;
     for raw in findings {
         let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-        let id = v
-            .get("Id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let id = v.get("Id").and_then(Value::as_str).unwrap_or_default().to_owned();
         let problem = finding_problem(raw.get(), &v);
         if let Some(message) = problem {
             failed.push(json!({"Id": id, "ErrorCode": "InvalidInput", "ErrorMessage": message}));
@@ -414,11 +339,7 @@ fn store(state: &State, findings: Vec<Box<serde_json::value::RawValue>>) -> Valu
 /// compare in time order once fractional seconds are padded; good enough for a stand-in).
 fn later(a: &Value, b: &Value) -> bool {
     let norm = |v: &Value| {
-        let s = v
-            .as_str()
-            .unwrap_or_default()
-            .trim_end_matches('Z')
-            .to_owned();
+        let s = v.as_str().unwrap_or_default().trim_end_matches('Z').to_owned();
         match s.split_once('.') {
             Some((whole, frac)) => format!("{whole}.{frac:0<9}"),
             None => format!("{s}.000000000"),
@@ -429,9 +350,7 @@ fn later(a: &Value, b: &Value) -> bool {
 
 /// A stable number in [0, 1) from an Id, so a permanent fault stays with its finding.
 fn id_dice(id: &str) -> f64 {
-    let mut h = id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    });
+    let mut h = id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
     // splitmix64's finalizer, so that short, similar Ids spread over the whole range
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d049bb133111eb);
@@ -442,17 +361,10 @@ fn id_dice(id: &str) -> f64 {
 fn get_findings(state: &State, body: &Bytes) -> Reply {
     let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let max = input["MaxResults"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
-    let start: usize = input["NextToken"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
+    let start: usize = input["NextToken"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
     let id_filter: Vec<String> = input["Filters"]["Id"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f["Value"].as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|f| f["Value"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
     let mut all: Vec<Value> = state
         .findings
@@ -477,26 +389,15 @@ mod tests {
 
     #[test]
     fn later_compares_mixed_precision() {
-        assert!(later(
-            &json!("2024-01-01T00:00:01Z"),
-            &json!("2024-01-01T00:00:00.999Z")
-        ));
-        assert!(!later(
-            &json!("2024-01-01T00:00:00.5Z"),
-            &json!("2024-01-01T00:00:00.500000000Z")
-        ));
-        assert!(later(
-            &json!("2024-01-01T00:00:00.000000005Z"),
-            &json!("2024-01-01T00:00:00Z")
-        ));
+        assert!(later(&json!("2024-01-01T00:00:01Z"), &json!("2024-01-01T00:00:00.999Z")));
+        assert!(!later(&json!("2024-01-01T00:00:00.5Z"), &json!("2024-01-01T00:00:00.500000000Z")));
+        assert!(later(&json!("2024-01-01T00:00:00.000000005Z"), &json!("2024-01-01T00:00:00Z")));
     }
 
     #[test]
     fn id_dice_is_stable_and_spread() {
         assert_eq!(id_dice("a"), id_dice("a"));
-        let low = (0..1000)
-            .filter(|i| id_dice(&format!("id-{i}")) < 0.3)
-            .count();
+        let low = (0..1000).filter(|i| id_dice(&format!("id-{i}")) < 0.3).count();
         assert!((200..400).contains(&low), "{low}");
     }
 }

@@ -42,24 +42,14 @@ pub fn verify(
     body: &[u8],
     creds: Option<&Credentials>,
 ) -> Result<(), SigError> {
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let auth = header("authorization").ok_or(SigError::Missing)?;
-    let rest = auth
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .ok_or(SigError::Missing)?;
+    let rest = auth.strip_prefix("AWS4-HMAC-SHA256 ").ok_or(SigError::Missing)?;
     let mut credential = None;
     let mut signed = None;
     let mut signature = None;
     for part in rest.split(',') {
-        let (k, v) = part
-            .trim()
-            .split_once('=')
-            .ok_or(SigError::Malformed("Authorization"))?;
+        let (k, v) = part.trim().split_once('=').ok_or(SigError::Malformed("Authorization"))?;
         match k {
             "Credential" => credential = Some(v),
             "SignedHeaders" => signed = Some(v),
@@ -70,9 +60,7 @@ pub fn verify(
     let (credential, signed, signature) = match (credential, signed, signature) {
         (Some(c), Some(s), Some(g)) => (c, s, g),
         _ => {
-            return Err(SigError::Malformed(
-                "Authorization needs Credential, SignedHeaders and Signature",
-            ));
+            return Err(SigError::Malformed("Authorization needs Credential, SignedHeaders and Signature"));
         }
     };
     let Some(creds) = creds else { return Ok(()) };
@@ -85,11 +73,7 @@ pub fn verify(
     let amz_date = header("x-amz-date").ok_or(SigError::Malformed("x-amz-date missing"))?;
     let mut canonical_headers = String::new();
     for name in signed.split(';') {
-        let values: Vec<&str> = headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let values: Vec<&str> = headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect();
         let value = values
             .iter()
             .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -114,11 +98,7 @@ pub fn verify(
         key = hmac(&key, p.as_bytes());
     }
     let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
-    if expected == signature {
-        Ok(())
-    } else {
-        Err(SigError::Mismatch)
-    }
+    if expected == signature { Ok(()) } else { Err(SigError::Mismatch) }
 }
 
 #[cfg(test)]
@@ -139,25 +119,10 @@ mod tests {
             secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
         };
         let query = "Action=ListUsers&Version=2010-05-08";
-        assert_eq!(
-            verify("GET", "/", query, &headers, b"", Some(&creds)),
-            Ok(())
-        );
-        assert_eq!(
-            verify("GET", "/", query, &headers, b"x", Some(&creds)),
-            Err(SigError::Mismatch)
-        );
-        let wrong = Credentials {
-            secret_key: "other".into(),
-            ..creds.clone()
-        };
-        assert_eq!(
-            verify("GET", "/", query, &headers, b"", Some(&wrong)),
-            Err(SigError::Mismatch)
-        );
-        assert_eq!(
-            verify("GET", "/", query, &headers[1..], b"", Some(&creds)),
-            Err(SigError::Missing)
-        );
+        assert_eq!(verify("GET", "/", query, &headers, b"", Some(&creds)), Ok(()));
+        assert_eq!(verify("GET", "/", query, &headers, b"x", Some(&creds)), Err(SigError::Mismatch));
+        let wrong = Credentials { secret_key: "other".into(), ..creds.clone() };
+        assert_eq!(verify("GET", "/", query, &headers, b"", Some(&wrong)), Err(SigError::Mismatch));
+        assert_eq!(verify("GET", "/", query, &headers[1..], b"", Some(&creds)), Err(SigError::Missing));
     }
 }
