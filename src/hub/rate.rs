@@ -69,9 +69,10 @@ pub struct Aimd {
     ceiling: f64,
     floor: f64,
     rate: f64,
-    /// Requests/s added per successful request (a full recovery from half takes ~5 s at 10/s).
+    /// Requests/s added per successful request: at most 0.1, so a recovery from 5 to 10 requests/s
+    /// takes about 5 s and agents sharing a quota converge to equal shares.
     step: f64,
-    /// Throttles closer together than this count as one (they report the same overload).
+    /// Throttles closer together than this count as one (concurrent requests report the same overload).
     quiet: Duration,
     last_decrease: Option<Duration>,
 }
@@ -83,8 +84,8 @@ impl Aimd {
             ceiling,
             floor: floor.min(ceiling),
             rate: ceiling,
-            step: ceiling / 100.0,
-            quiet: Duration::from_secs(1),
+            step: (ceiling / 100.0).min(0.1),
+            quiet: Duration::from_millis(250),
             last_decrease: None,
         }
     }
@@ -261,8 +262,8 @@ mod tests {
     fn aimd_halves_once_per_burst_of_throttles_and_recovers_linearly() {
         let mut a = Aimd::new(10.0, 0.5);
         assert_eq!(a.on_throttle(s(0.0), 0.0), 5.0);
-        assert_eq!(a.on_throttle(s(0.5), 0.0), 5.0, "same overload, no second cut");
-        assert_eq!(a.on_throttle(s(1.5), 0.0), 2.5);
+        assert_eq!(a.on_throttle(s(0.1), 0.0), 5.0, "same overload, no second cut");
+        assert_eq!(a.on_throttle(s(0.5), 0.0), 2.5);
         // 0.1 per success with jitter 0.5: 75 successes bring 2.5 back to 10.
         for _ in 0..74 {
             a.on_success(0.5);

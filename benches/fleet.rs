@@ -1,0 +1,138 @@
+//! Fleet simulation: N agent processes, each with its own spool and backlog, share one hubsim
+//! quota (10 requests/s, burst 30). Reports aggregate goodput as % of the quota, 429s,
+//! per-agent delivered counts and Jain's fairness index, for the adaptive agent and for a naive
+//! fixed-retry configuration of the same binary (no client-side limit, retry after ≤ 1 s).
+//!
+//! `cargo bench --bench fleet`; `FLEET_SIZES=10,50` and `FLEET_WINDOW_S=30` to change.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hubsim::{Credentials, Hub, Options, Quota};
+
+const QUOTA: Quota = Quota { rate: 10.0, burst: 30.0 };
+const PER_REQUEST: usize = 100;
+
+struct Outcome {
+    delivered: Vec<usize>,
+    throttled: u64,
+    requests: u64,
+}
+
+fn finding(agent: usize, i: usize) -> String {
+    serde_json::json!({
+        "SchemaVersion": "2018-10-08", "Id": format!("fleet/{agent}/{i}"), "GeneratorId": "fleet",
+        "Types": ["Software and Configuration Checks/Vulnerabilities/CVE"],
+        "CreatedAt": "2026-11-01T10:00:00Z", "UpdatedAt": "2026-11-01T10:00:00Z",
+        "Severity": {"Label": "LOW"}, "Title": format!("fleet finding {i}"), "Description": "fleet",
+        "Resources": [{"Type": "Other", "Id": format!("host-{agent}")}],
+    })
+    .to_string()
+}
+
+fn start_agent(dir: &std::path::Path, hub: &Hub, agent: usize, backlog: usize, naive: bool) -> Child {
+    let spool = dir.join(format!("spool-{agent}"));
+    std::fs::create_dir_all(&spool).unwrap();
+    let text: String = (0..backlog).map(|i| finding(agent, i) + "\n").collect();
+    std::fs::write(spool.join("backlog.ndjson"), text).unwrap();
+    let rate = if naive {
+        // The baseline: no client-side limit, a fixed retry ceiling of one second.
+        "[rate]\nrequests_per_second = 10000.0\nburst = 10000\nadaptive = false\n[retry]\ninitial_backoff = \"1s\"\nmax_backoff = \"1s\"\n"
+    } else {
+        ""
+    };
+    let config = dir.join(format!("config-{agent}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[spool]\ndir = \"{}\"\n[destination]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\naccount_id = \"123456789012\"\n[log]\nlevel = \"error\"\n{rate}",
+            spool.display(),
+            hub.endpoint()
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_securityhub-agent"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("AWS_ACCESS_KEY_ID", "AKIDFLEET")
+        .env("AWS_SECRET_ACCESS_KEY", "fleet")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn run_fleet(rt: &tokio::runtime::Runtime, n: usize, window: Duration, naive: bool) -> Outcome {
+    let hub = rt
+        .block_on(Hub::start(Options {
+            credentials: Some(Credentials { access_key: "AKIDFLEET".into(), secret_key: "fleet".into() }),
+            quota: Some(QUOTA),
+            ..Options::default()
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Twice each agent's fair share of the window, so nobody runs dry.
+    let fair_requests = (QUOTA.burst + QUOTA.rate * window.as_secs_f64()) / n as f64;
+    let backlog = (fair_requests * 2.0).ceil() as usize * PER_REQUEST;
+    let mut agents: Vec<Child> = (0..n).map(|a| start_agent(dir.path(), &hub, a, backlog, naive)).collect();
+    let start = Instant::now();
+    while start.elapsed() < window {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let findings = hub.findings();
+    let stats = hub.stats();
+    for a in &mut agents {
+        let _ = a.kill();
+        let _ = a.wait();
+    }
+    let mut delivered = vec![0; n];
+    for f in findings {
+        let agent: usize = f["Id"].as_str().unwrap().split('/').nth(1).unwrap().parse().unwrap();
+        delivered[agent] += 1;
+    }
+    Outcome { delivered, throttled: stats.throttled, requests: stats.requests }
+}
+
+fn jain(x: &[usize]) -> f64 {
+    let sum: f64 = x.iter().map(|&v| v as f64).sum();
+    let sq: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+    if sq == 0.0 { 0.0 } else { sum * sum / (x.len() as f64 * sq) }
+}
+
+fn main() {
+    if std::env::args().skip(1).any(|a| !a.starts_with("--") && !"fleet".contains(a.as_str())) {
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("FLEET_SIZES")
+        .unwrap_or_else(|_| "10,50".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let window =
+        Duration::from_secs(std::env::var("FLEET_WINDOW_S").ok().and_then(|s| s.parse().ok()).unwrap_or(30));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let capacity = (QUOTA.burst + QUOTA.rate * window.as_secs_f64()) * PER_REQUEST as f64;
+    println!(
+        "fleet sharing one quota of {}/s burst {} for {} s (capacity {capacity:.0} findings)",
+        QUOTA.rate,
+        QUOTA.burst,
+        window.as_secs()
+    );
+    println!("| sender | agents | delivered | % of quota | 429s | requests | min/max per agent | Jain |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &n in &sizes {
+        for naive in [false, true] {
+            let o = run_fleet(&rt, n, window, naive);
+            let total: usize = o.delivered.iter().sum();
+            println!(
+                "| {} | {n} | {total} | {:.1} % | {} | {} | {}/{} | {:.3} |",
+                if naive { "naive fixed retry" } else { "agent (AIMD)" },
+                100.0 * total as f64 / capacity,
+                o.throttled,
+                o.requests,
+                o.delivered.iter().min().unwrap(),
+                o.delivered.iter().max().unwrap(),
+                jain(&o.delivered)
+            );
+        }
+    }
+}
