@@ -205,7 +205,7 @@ pub struct RateConfig {
 
 impl Default for RateConfig {
     fn default() -> Self {
-        Self { requests_per_second: 10.0, burst: 30, adaptive: true, min_requests_per_second: 0.5 }
+        Self { requests_per_second: 10.0, burst: 30, adaptive: true, min_requests_per_second: 0.05 }
     }
 }
 

@@ -109,7 +109,37 @@ pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-type Fields<'a> = BTreeMap<String, Cow<'a, RawValue>>;
+/// A JSON string, borrowed from the input unless it has escapes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(transparent)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The top-level fields of a finding: names and raw values, borrowed from the input.
+type Fields<'a> = BTreeMap<Str<'a>, Cow<'a, RawValue>>;
+
+/// The parts of `Severity` Security Hub requires.
+#[derive(serde::Deserialize)]
+struct Severity<'a> {
+    #[serde(rename = "Label", borrow)]
+    label: Option<Str<'a>>,
+    #[serde(rename = "Normalized")]
+    normalized: Option<f64>,
+}
+
+/// The parts of a `Resources` entry Security Hub requires.
+#[derive(serde::Deserialize)]
+struct ResourceHead<'a> {
+    #[serde(rename = "Type", borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(rename = "Id", borrow)]
+    id: Option<Str<'a>>,
+}
 
 /// Turns one raw finding into a [`Finding`]: fills defaults, derives a missing Id from the
 /// content, checks the required fields and the size. `now` fills absent timestamps.
@@ -118,29 +148,31 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
         // Cheap early exit; the exact size is checked again after defaults are filled in.
         return Err(Rejection::TooLarge(raw.len()));
     }
-    let mut fields: Fields = match serde_json::from_slice::<BTreeMap<String, &RawValue>>(raw) {
+    let mut fields: Fields = match serde_json::from_slice::<BTreeMap<Str, &RawValue>>(raw) {
         Ok(map) => map.into_iter().map(|(k, v)| (k, Cow::Borrowed(v))).collect(),
         Err(e) if e.is_data() => return Err(Rejection::NotAnObject(e.to_string())),
         Err(e) => return Err(Rejection::Syntax(e)),
     };
     if !fields.contains_key("Id") {
         let id = derive_id(&fields);
-        fields.insert("Id".into(), raw_string(&id));
+        fields.insert(Str(Cow::Borrowed("Id")), raw_string(&id));
     }
     fill(&mut fields, "SchemaVersion", || SCHEMA_VERSION.to_owned());
-    let timestamp = now.format(&Rfc3339).expect("RFC 3339 formatting of a valid time");
-    fill(&mut fields, "CreatedAt", || timestamp.clone());
-    fill(&mut fields, "UpdatedAt", || timestamp.clone());
+    if !(fields.contains_key("CreatedAt") && fields.contains_key("UpdatedAt")) {
+        let timestamp = now.format(&Rfc3339).expect("RFC 3339 formatting of a valid time");
+        fill(&mut fields, "CreatedAt", || timestamp.clone());
+        fill(&mut fields, "UpdatedAt", || timestamp);
+    }
     if let Some(account) = &defaults.account_id {
         fill(&mut fields, "AwsAccountId", || account.clone());
     }
-    let account_id = string_field(&fields, "AwsAccountId", 12)?;
+    let account_id = str_field(&fields, "AwsAccountId", 12)?.into_owned();
     if !is_account_id(&account_id) {
         return Err(invalid("AwsAccountId", format!("{account_id:?} is not 12 digits")));
     }
     fill(&mut fields, "ProductArn", || defaults.product_arn_for(&account_id));
-    let id = string_field(&fields, "Id", 512)?;
-    let product_arn = string_field(&fields, "ProductArn", 2048)?;
+    let id = str_field(&fields, "Id", 512)?.into_owned();
+    let product_arn = str_field(&fields, "ProductArn", 2048)?.into_owned();
     validate(&fields)?;
     let json = serialize(&fields);
     if json.len() > MAX_FINDING_BYTES {
@@ -150,56 +182,47 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
 }
 
 fn validate(fields: &Fields) -> Result<(), Rejection> {
-    let version = string_field(fields, "SchemaVersion", 64)?;
+    let version = str_field(fields, "SchemaVersion", 64)?;
     if version != SCHEMA_VERSION {
         return Err(invalid(
             "SchemaVersion",
             format!("{version:?}; Security Hub accepts only {SCHEMA_VERSION:?}"),
         ));
     }
-    string_field(fields, "GeneratorId", 512)?;
-    string_field(fields, "Title", 256)?;
-    string_field(fields, "Description", 1024)?;
+    str_field(fields, "GeneratorId", 512)?;
+    str_field(fields, "Title", 256)?;
+    str_field(fields, "Description", 1024)?;
     for key in ["CreatedAt", "UpdatedAt"] {
-        let value = string_field(fields, key, 64)?;
+        let value = str_field(fields, key, 64)?;
         OffsetDateTime::parse(&value, &Rfc3339)
             .map_err(|e| invalid(key, format!("{value:?} is not an RFC 3339 timestamp ({e})")))?;
     }
-    let types: Vec<serde_json::Value> = array_field(fields, "Types", 1, 50)?;
-    if !types.iter().all(|t| t.as_str().is_some_and(|s| !s.is_empty())) {
+    let types: Vec<Str> = array_field(fields, "Types", 1, 50)?;
+    if types.iter().any(|t| t.0.is_empty()) {
         return Err(invalid("Types", "every entry must be a non-empty string".into()));
     }
-    let resources: Vec<serde_json::Value> = array_field(fields, "Resources", 1, 32)?;
-    for (i, r) in resources.iter().enumerate() {
-        if !(r.get("Type").is_some_and(|v| v.is_string()) && r.get("Id").is_some_and(|v| v.is_string())) {
-            return Err(invalid("Resources", format!("entry {i} needs string fields Type and Id")));
-        }
+    let resources: Vec<ResourceHead> = array_field(fields, "Resources", 1, 32)?;
+    if let Some(i) = resources.iter().position(|r| r.kind.is_none() || r.id.is_none()) {
+        return Err(invalid("Resources", format!("entry {i} needs string fields Type and Id")));
     }
-    let severity: serde_json::Value = parse_field(fields, "Severity")?;
-    match (severity.get("Label"), severity.get("Normalized")) {
+    let severity: Severity = parse_field(fields, "Severity")?;
+    match (severity.label, severity.normalized) {
+        (Some(label), _) if SEVERITY_LABELS.contains(&&*label.0) => Ok(()),
         (Some(label), _) => {
-            if !label.as_str().is_some_and(|l| SEVERITY_LABELS.contains(&l)) {
-                return Err(invalid("Severity", format!("Label {label} is not one of {SEVERITY_LABELS:?}")));
-            }
+            Err(invalid("Severity", format!("Label {:?} is not one of {SEVERITY_LABELS:?}", label.0)))
         }
-        (None, Some(n)) if n.as_u64().is_some_and(|n| n <= 100) => {}
-        _ => {
-            return Err(invalid(
-                "Severity",
-                "needs a Label (INFORMATIONAL, LOW, MEDIUM, HIGH or CRITICAL)".into(),
-            ));
-        }
+        (None, Some(n)) if (0.0..=100.0).contains(&n) => Ok(()),
+        _ => Err(invalid("Severity", "needs a Label (INFORMATIONAL, LOW, MEDIUM, HIGH or CRITICAL)".into())),
     }
-    Ok(())
 }
 
 fn invalid(field: &'static str, reason: String) -> Rejection {
     Rejection::Invalid { field, reason }
 }
 
-fn fill(fields: &mut Fields, key: &str, value: impl FnOnce() -> String) {
+fn fill(fields: &mut Fields, key: &'static str, value: impl FnOnce() -> String) {
     if !fields.contains_key(key) {
-        fields.insert(key.to_owned(), raw_string(&value()));
+        fields.insert(Str(Cow::Borrowed(key)), raw_string(&value()));
     }
 }
 
@@ -212,11 +235,12 @@ fn parse_field<'a, T: serde::Deserialize<'a>>(fields: &'a Fields, key: &'static 
     serde_json::from_str(raw.get()).map_err(|e| invalid(key, e.to_string()))
 }
 
-fn string_field(fields: &Fields, key: &'static str, max_chars: usize) -> Result<String, Rejection> {
+fn str_field<'a>(fields: &'a Fields, key: &'static str, max_chars: usize) -> Result<Cow<'a, str>, Rejection> {
     let raw = fields.get(key).ok_or(Rejection::Missing(key))?;
-    let value: String = serde_json::from_str(raw.get())
+    let Str(value) = serde_json::from_str(raw.get())
         .map_err(|_| invalid(key, format!("expected a string, found {}", preview(raw.get()))))?;
-    let chars = value.chars().count();
+    // Byte length bounds the character count from above: count only when it could matter.
+    let chars = if value.len() <= max_chars { value.len() } else { value.chars().count() };
     if chars == 0 {
         return Err(invalid(key, "is empty".into()));
     }
@@ -226,13 +250,13 @@ fn string_field(fields: &Fields, key: &'static str, max_chars: usize) -> Result<
     Ok(value)
 }
 
-fn array_field(
-    fields: &Fields,
+fn array_field<'a, T: serde::Deserialize<'a>>(
+    fields: &'a Fields,
     key: &'static str,
     min: usize,
     max: usize,
-) -> Result<Vec<serde_json::Value>, Rejection> {
-    let items: Vec<serde_json::Value> = parse_field(fields, key)?;
+) -> Result<Vec<T>, Rejection> {
+    let items: Vec<T> = parse_field(fields, key)?;
     if items.len() < min || items.len() > max {
         return Err(invalid(key, format!("has {} entries; it needs {min} to {max}", items.len())));
     }
@@ -251,8 +275,8 @@ fn preview(raw: &str) -> String {
 /// finding updates it in Security Hub instead of adding a copy.
 fn derive_id(fields: &Fields) -> String {
     let mut hasher = Sha256::new();
-    for (key, value) in fields.iter().filter(|(k, _)| !VOLATILE_FIELDS.contains(&k.as_str())) {
-        hasher.update(key.as_bytes());
+    for (key, value) in fields.iter().filter(|(k, _)| !VOLATILE_FIELDS.contains(&&*k.0)) {
+        hasher.update(key.0.as_bytes());
         hasher.update([0]);
         // Re-serialise through Value so key order and white space inside values do not matter.
         match serde_json::from_str::<serde_json::Value>(value.get()) {
@@ -267,14 +291,14 @@ fn derive_id(fields: &Fields) -> String {
 }
 
 fn serialize(fields: &Fields) -> Vec<u8> {
-    let size: usize = fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+    let size: usize = fields.iter().map(|(k, v)| k.0.len() + v.get().len() + 4).sum();
     let mut out = Vec::with_capacity(size + 2);
     out.push(b'{');
     for (i, (key, value)) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, key).expect("writing to a Vec cannot fail");
+        serde_json::to_writer(&mut out, &*key.0).expect("writing to a Vec cannot fail");
         out.push(b':');
         out.extend_from_slice(value.get().as_bytes());
     }

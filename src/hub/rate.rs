@@ -300,7 +300,7 @@ mod tests {
             requests_per_second: 10.0,
             burst: 30.0,
             adaptive: true,
-            min_requests_per_second: 0.5,
+            min_requests_per_second: 0.05,
         });
         let start = tokio::time::Instant::now();
         for _ in 0..130 {

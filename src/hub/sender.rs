@@ -169,6 +169,13 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
                             );
                             s.access_denied_pause
                         }
+                        // The adaptive limiter already lowered the rate and emptied its bucket:
+                        // waiting for its next token is the backoff, and keeps agents sharing a
+                        // quota on equal terms.
+                        Verdict::Throttled if s.rate.adaptive => {
+                            debug!(findings = items.len(), error = %failure, "throttled; the rate limiter paces the retry");
+                            failure.retry_after.unwrap_or_default()
+                        }
                         Verdict::Throttled | Verdict::Transient => {
                             retry_wait(&mut backoff, &failure, items.len())
                         }

@@ -103,6 +103,18 @@ pub struct Stats {
     pub largest_request: u64,
 }
 
+/// A stored finding: its text as received, and the `UpdatedAt` that decides later updates.
+pub(crate) struct Stored {
+    pub(crate) raw: Box<serde_json::value::RawValue>,
+    pub(crate) updated_at: String,
+}
+
+impl Stored {
+    pub(crate) fn value(&self) -> Value {
+        serde_json::from_str(self.raw.get()).expect("stored findings are valid JSON")
+    }
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -111,7 +123,7 @@ struct Bucket {
 
 pub(crate) struct State {
     options: Mutex<Options>,
-    findings: Mutex<HashMap<(String, String), Value>>,
+    findings: Mutex<HashMap<(String, String), Stored>>,
     stats: Mutex<Stats>,
     bucket: Mutex<Bucket>,
     stalled: watch::Sender<bool>,
@@ -163,12 +175,12 @@ impl Hub {
 
     /// Every stored finding (the latest version of each (ProductArn, Id)).
     pub fn findings(&self) -> Vec<Value> {
-        self.state.findings.lock().unwrap().values().cloned().collect()
+        self.state.findings.lock().unwrap().values().map(Stored::value).collect()
     }
 
     /// The stored finding with this Id, if any.
     pub fn finding(&self, id: &str) -> Option<Value> {
-        self.state.findings.lock().unwrap().iter().find(|((_, i), _)| i == id).map(|(_, v)| v.clone())
+        self.state.findings.lock().unwrap().iter().find(|((_, i), _)| i == id).map(|(_, v)| v.value())
     }
 
     /// Counters so far.

@@ -1,5 +1,6 @@
 //! HTTP handling: routing, the protocol's error shapes, limits, quota, faults and recording.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -9,10 +10,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use crate::sigv4;
-use crate::{MAX_BODY_BYTES, MAX_FINDING_BYTES, MAX_FINDINGS, RequestFault, State};
+use crate::{MAX_BODY_BYTES, MAX_FINDING_BYTES, MAX_FINDINGS, RequestFault, State, Stored};
 
 type Reply = Response<Full<Bytes>>;
 
@@ -78,7 +80,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
     let path = parts.uri.path().to_owned();
     match (parts.method.as_str(), path.as_str()) {
         ("GET", "/_hubsim/findings") => {
-            let all: Vec<Value> = state.findings.lock().unwrap().values().cloned().collect();
+            let all: Vec<Value> = state.findings.lock().unwrap().values().map(Stored::value).collect();
             return Ok(json_reply(StatusCode::OK, &Value::Array(all)));
         }
         ("GET", "/_hubsim/stats") => {
@@ -235,60 +237,83 @@ fn check_request(body: &Bytes) -> Result<Vec<Box<serde_json::value::RawValue>>, 
     Ok(input.findings)
 }
 
-const REQUIRED: &[&str] = &[
-    "SchemaVersion",
-    "Id",
-    "ProductArn",
-    "GeneratorId",
-    "AwsAccountId",
-    "Types",
-    "CreatedAt",
-    "UpdatedAt",
-    "Severity",
-    "Title",
-    "Description",
-    "Resources",
-];
+/// The fields Security Hub requires, borrowed from the request; `None` when absent.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Head<'a> {
+    #[serde(borrow)]
+    schema_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    product_arn: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    generator_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    aws_account_id: Option<Cow<'a, str>>,
+    types: Option<Vec<IgnoredAny>>,
+    #[serde(borrow)]
+    created_at: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    updated_at: Option<Cow<'a, str>>,
+    severity: Option<SeverityHead>,
+    #[serde(borrow)]
+    title: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    description: Option<Cow<'a, str>>,
+    resources: Option<Vec<IgnoredAny>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SeverityHead {
+    label: Option<IgnoredAny>,
+    normalized: Option<IgnoredAny>,
+}
 
 /// Security Hub's per-finding rules, written independently of the agent's validator.
-fn finding_problem(raw: &str, v: &Value) -> Option<String> {
+fn finding_problem(raw: &str, head: &Head) -> Option<String> {
     if raw.len() > MAX_FINDING_BYTES {
         return Some(format!("Finding size {} exceeds the maximum of {MAX_FINDING_BYTES} bytes", raw.len()));
     }
-    let Some(obj) = v.as_object() else {
-        return Some("Finding is not an object".into());
-    };
-    if let Some(missing) = REQUIRED.iter().find(|k| !obj.contains_key(**k)) {
-        return Some(format!("Finding does not adhere to ASFF: missing required field {missing}"));
+    let missing = [
+        ("SchemaVersion", head.schema_version.is_none()),
+        ("Id", head.id.is_none()),
+        ("ProductArn", head.product_arn.is_none()),
+        ("GeneratorId", head.generator_id.is_none()),
+        ("AwsAccountId", head.aws_account_id.is_none()),
+        ("Types", head.types.is_none()),
+        ("CreatedAt", head.created_at.is_none()),
+        ("UpdatedAt", head.updated_at.is_none()),
+        ("Severity", head.severity.is_none()),
+        ("Title", head.title.is_none()),
+        ("Description", head.description.is_none()),
+        ("Resources", head.resources.is_none()),
+    ];
+    if let Some((name, _)) = missing.iter().find(|(_, absent)| *absent) {
+        return Some(format!("Finding does not adhere to ASFF: missing required field {name}"));
     }
-    let len = |k: &str| obj[k].as_str().map(|s| s.chars().count());
+    let chars = |v: &Option<Cow<str>>, max: usize| {
+        v.as_deref().is_some_and(|s| (1..=max).contains(&s.chars().count()))
+    };
+    let account = head.aws_account_id.as_deref().unwrap_or_default();
+    let severity = head.severity.as_ref().expect("checked above");
     let checks = [
-        (obj["SchemaVersion"] == "2018-10-08", "SchemaVersion must be 2018-10-08"),
-        (len("Id").is_some_and(|n| (1..=512).contains(&n)), "Id must be 1-512 characters"),
-        (len("GeneratorId").is_some_and(|n| (1..=512).contains(&n)), "GeneratorId must be 1-512 characters"),
-        (len("Title").is_some_and(|n| (1..=256).contains(&n)), "Title must be 1-256 characters"),
+        (head.schema_version.as_deref() == Some("2018-10-08"), "SchemaVersion must be 2018-10-08"),
+        (chars(&head.id, 512), "Id must be 1-512 characters"),
+        (chars(&head.generator_id, 512), "GeneratorId must be 1-512 characters"),
+        (chars(&head.title, 256), "Title must be 1-256 characters"),
+        (chars(&head.description, 1024), "Description must be 1-1024 characters"),
         (
-            len("Description").is_some_and(|n| (1..=1024).contains(&n)),
-            "Description must be 1-1024 characters",
-        ),
-        (
-            obj["AwsAccountId"]
-                .as_str()
-                .is_some_and(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())),
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
             "AwsAccountId must be 12 digits",
         ),
         (
-            obj["Resources"].as_array().is_some_and(|r| (1..=32).contains(&r.len())),
+            head.resources.as_ref().is_some_and(|r| (1..=32).contains(&r.len())),
             "Resources must have 1-32 entries",
         ),
-        (
-            obj["Types"].as_array().is_some_and(|t| !t.is_empty() && t.len() <= 50),
-            "Types must have 1-50 entries",
-        ),
-        (
-            obj["Severity"].get("Label").is_some() || obj["Severity"].get("Normalized").is_some(),
-            "Severity needs a Label",
-        ),
+        (head.types.as_ref().is_some_and(|t| (1..=50).contains(&t.len())), "Types must have 1-50 entries"),
+        (severity.label.is_some() || severity.normalized.is_some(), "Severity needs a Label"),
     ];
     checks.iter().find(|(ok, _)| !ok).map(|(_, msg)| (*msg).to_owned())
 }
@@ -298,10 +323,15 @@ fn store(state: &State, findings: Vec<Box<serde_json::value::RawValue>>) -> Valu
     let mut failed = Vec::new();
     let mut success = 0u64;
     for raw in findings {
-        let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-        let id = v.get("Id").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let problem = finding_problem(raw.get(), &v);
-        if let Some(message) = problem {
+        let head: Head = match serde_json::from_str(raw.get()) {
+            Ok(h) => h,
+            Err(e) => {
+                failed.push(json!({"Id": "", "ErrorCode": "InvalidInput", "ErrorMessage": format!("Finding does not adhere to ASFF: {e}")}));
+                continue;
+            }
+        };
+        let id = head.id.as_deref().unwrap_or_default().to_owned();
+        if let Some(message) = finding_problem(raw.get(), &head) {
             failed.push(json!({"Id": id, "ErrorCode": "InvalidInput", "ErrorMessage": message}));
             continue;
         }
@@ -316,18 +346,20 @@ fn store(state: &State, findings: Vec<Box<serde_json::value::RawValue>>) -> Valu
             continue;
         }
         success += 1;
-        let key = (v["ProductArn"].as_str().unwrap_or_default().to_owned(), id);
+        let updated_at = head.updated_at.as_deref().unwrap_or_default().to_owned();
+        let key = (head.product_arn.as_deref().unwrap_or_default().to_owned(), id);
+        drop(head);
         let mut stored = state.findings.lock().unwrap();
         let mut stats = state.stats.lock().unwrap();
         stats.accepted += 1;
         match stored.get(&key) {
-            Some(old) if !later(&v["UpdatedAt"], &old["UpdatedAt"]) => stats.stale += 1,
+            Some(old) if !later(&updated_at, &old.updated_at) => stats.stale += 1,
             Some(_) => {
                 stats.updates += 1;
-                stored.insert(key, v);
+                stored.insert(key, Stored { raw, updated_at });
             }
             None => {
-                stored.insert(key, v);
+                stored.insert(key, Stored { raw, updated_at });
             }
         }
     }
@@ -337,9 +369,9 @@ fn store(state: &State, findings: Vec<Box<serde_json::value::RawValue>>) -> Valu
 
 /// True when timestamp `a` is strictly later than `b` (RFC 3339 strings of the same shape
 /// compare in time order once fractional seconds are padded; good enough for a stand-in).
-fn later(a: &Value, b: &Value) -> bool {
-    let norm = |v: &Value| {
-        let s = v.as_str().unwrap_or_default().trim_end_matches('Z').to_owned();
+fn later(a: &str, b: &str) -> bool {
+    let norm = |v: &str| {
+        let s = v.trim_end_matches('Z').to_owned();
         match s.split_once('.') {
             Some((whole, frac)) => format!("{whole}.{frac:0<9}"),
             None => format!("{s}.000000000"),
@@ -366,16 +398,11 @@ fn get_findings(state: &State, body: &Bytes) -> Reply {
         .as_array()
         .map(|a| a.iter().filter_map(|f| f["Value"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
-    let mut all: Vec<Value> = state
-        .findings
-        .lock()
-        .unwrap()
-        .values()
-        .filter(|v| id_filter.is_empty() || id_filter.iter().any(|i| v["Id"] == i.as_str()))
-        .cloned()
-        .collect();
-    all.sort_by(|a, b| a["Id"].as_str().cmp(&b["Id"].as_str()));
-    let page: Vec<Value> = all.iter().skip(start).take(max).cloned().collect();
+    let stored = state.findings.lock().unwrap();
+    let mut all: Vec<(&(String, String), &Stored)> =
+        stored.iter().filter(|((_, id), _)| id_filter.is_empty() || id_filter.contains(id)).collect();
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let page: Vec<Value> = all.iter().skip(start).take(max).map(|(_, s)| s.value()).collect();
     let mut out = json!({"Findings": page});
     if start + max < all.len() {
         out["NextToken"] = json!((start + max).to_string());
@@ -389,9 +416,9 @@ mod tests {
 
     #[test]
     fn later_compares_mixed_precision() {
-        assert!(later(&json!("2024-01-01T00:00:01Z"), &json!("2024-01-01T00:00:00.999Z")));
-        assert!(!later(&json!("2024-01-01T00:00:00.5Z"), &json!("2024-01-01T00:00:00.500000000Z")));
-        assert!(later(&json!("2024-01-01T00:00:00.000000005Z"), &json!("2024-01-01T00:00:00Z")));
+        assert!(later("2024-01-01T00:00:01Z", "2024-01-01T00:00:00.999Z"));
+        assert!(!later("2024-01-01T00:00:00.5Z", "2024-01-01T00:00:00.500000000Z"));
+        assert!(later("2024-01-01T00:00:00.000000005Z", "2024-01-01T00:00:00Z"));
     }
 
     #[test]
