@@ -69,9 +69,12 @@ pub struct Aimd {
     ceiling: f64,
     floor: f64,
     rate: f64,
-    /// Requests/s added per successful request: at most 0.1, so a recovery from 5 to 10 requests/s
-    /// takes about 5 s and agents sharing a quota converge to equal shares.
+    /// Requests/s added per second of successes, whatever the request rate: an increase per
+    /// request would favour the agents already sending most, and a fleet would not converge to
+    /// equal shares. A twentieth of the ceiling: 5 → 10 requests/s takes 10 s.
     step: f64,
+    /// When the rate last grew.
+    last_increase: Option<Duration>,
     /// Throttles closer together than this count as one (concurrent requests report the same overload).
     quiet: Duration,
     last_decrease: Option<Duration>,
@@ -84,7 +87,8 @@ impl Aimd {
             ceiling,
             floor: floor.min(ceiling),
             rate: ceiling,
-            step: (ceiling / 100.0).min(0.1),
+            step: ceiling / 20.0,
+            last_increase: None,
             quiet: Duration::from_millis(250),
             last_decrease: None,
         }
@@ -95,9 +99,13 @@ impl Aimd {
         self.rate
     }
 
-    /// A request succeeded; `jitter` in `[0, 1)` spreads the increase (0.5x to 1.5x).
-    pub fn on_success(&mut self, jitter: f64) -> f64 {
-        self.rate = (self.rate + self.step * (0.5 + jitter)).min(self.ceiling);
+    /// A request succeeded at `now`: the rate grows by `step` per second since the last growth
+    /// (at most one second's worth); `jitter` in `[0, 1)` spreads it (0.5x to 1.5x).
+    pub fn on_success(&mut self, now: Duration, jitter: f64) -> f64 {
+        let since =
+            self.last_increase.map_or(Duration::ZERO, |t| now.saturating_sub(t)).min(Duration::from_secs(1));
+        self.last_increase = Some(now);
+        self.rate = (self.rate + self.step * since.as_secs_f64() * (0.5 + jitter)).min(self.ceiling);
         self.rate
     }
 
@@ -187,7 +195,7 @@ impl Limiter {
         if self.adaptive {
             let now = self.now();
             let mut i = self.lock();
-            let rate = i.aimd.on_success(fastrand::f64());
+            let rate = i.aimd.on_success(now, fastrand::f64());
             i.bucket.set_rate(rate, now);
         }
     }
@@ -264,14 +272,19 @@ mod tests {
         assert_eq!(a.on_throttle(s(0.0), 0.0), 5.0);
         assert_eq!(a.on_throttle(s(0.1), 0.0), 5.0, "same overload, no second cut");
         assert_eq!(a.on_throttle(s(0.5), 0.0), 2.5);
-        // 0.1 per success with jitter 0.5: 75 successes bring 2.5 back to 10.
-        for _ in 0..74 {
-            a.on_success(0.5);
+        // 0.5 requests/s per second (jitter 0.5): 2.5 back to 10 in 15 s, however many requests.
+        a.on_success(s(1.0), 0.5);
+        for i in 1..=140 {
+            a.on_success(s(1.0 + i as f64 * 0.1), 0.5);
         }
-        assert!(a.rate() < 10.0);
-        a.on_success(0.5);
-        assert!((a.rate() - 10.0).abs() < 1e-9, "{}", a.rate());
-        a.on_success(0.99);
+        assert!((a.rate() - 9.5).abs() < 1e-6, "{}", a.rate());
+        let mut b = a.clone();
+        a.on_success(s(15.0), 0.5); // 0.1 s later
+        b.on_success(s(15.0), 0.5);
+        b.on_success(s(15.0), 0.5); // a second success at the same instant adds nothing
+        assert_eq!(a.rate(), b.rate());
+        a.on_success(s(16.0), 0.5);
+        a.on_success(s(20.0), 0.99);
         assert_eq!(a.rate(), 10.0, "never above the ceiling");
     }
 
@@ -288,10 +301,11 @@ mod tests {
         assert_eq!(a.rate(), 1.0);
         let mut b = Aimd::new(10.0, 1.0);
         b.on_throttle(s(0.0), 0.0);
+        b.on_success(s(1.0), 0.0);
         let r0 = b.rate();
-        let lo = b.clone().on_success(0.0) - r0;
-        let hi = b.clone().on_success(0.999) - r0;
-        assert!((lo - 0.05).abs() < 1e-9 && hi < 0.15 && hi > 0.149, "{lo} {hi}");
+        let lo = b.clone().on_success(s(2.0), 0.0) - r0;
+        let hi = b.clone().on_success(s(5.0), 0.999) - r0;
+        assert!((lo - 0.25).abs() < 1e-9 && hi < 0.75 && hi > 0.749, "one second at most: {lo} {hi}");
     }
 
     #[tokio::test(start_paused = true)]
