@@ -63,6 +63,8 @@ pub struct Config {
     pub rate: RateConfig,
     /// Where findings go.
     pub destination: DestinationConfig,
+    /// How scanner reports are read.
+    pub formats: FormatsConfig,
     /// Stopping.
     pub shutdown: ShutdownConfig,
     /// Logging.
@@ -222,6 +224,36 @@ pub struct DestinationConfig {
     pub product_arn: Option<String>,
     /// `AwsAccountId` for findings that have none (12 digits).
     pub account_id: Option<String>,
+    /// This instance's id (`i-…`): scanner findings without a resource are about it.
+    /// Without it they name the host (`Type = "Other"`, `Id` = host name).
+    pub instance_id: Option<String>,
+}
+
+/// `[formats]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FormatsConfig {
+    /// Report OpenSCAP rules that passed too (as `Compliance.Status = PASSED`, severity INFORMATIONAL).
+    pub xccdf_include_passed: bool,
+    /// Files whose name matches `pattern` are read as `format` without looking at their content.
+    pub force: Vec<ForceFormat>,
+}
+
+/// One `[[formats.force]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceFormat {
+    /// File-name pattern: `*` any run of characters, `?` any one character.
+    pub pattern: String,
+    /// `asff`, `trivy`, `grype`, `sarif` or `xccdf`.
+    pub format: crate::decode::Format,
+}
+
+impl FormatsConfig {
+    /// The forced format for a file name, if a pattern matches (first match wins).
+    pub fn forced(&self, name: &str) -> Option<crate::decode::Format> {
+        self.force.iter().find(|f| crate::decode::detect::glob_match(&f.pattern, name)).map(|f| f.format)
+    }
 }
 
 /// `[shutdown]`
@@ -480,6 +512,15 @@ mod tests {
         assert!(err.contains("rate.requests_per_second"), "{err}");
         let err = parse("[rate]\nmin_requests_per_second = 20.0").unwrap_err().to_string();
         assert!(err.contains("rate.min_requests_per_second"), "{err}");
+    }
+
+    #[test]
+    fn forced_formats_match_by_file_name() {
+        let c = parse("[[formats.force]]\npattern = \"*.sarif\"\nformat = \"sarif\"\n").unwrap();
+        assert_eq!(c.formats.forced("x.sarif"), Some(crate::decode::Format::Sarif));
+        assert_eq!(c.formats.forced("x.json"), None);
+        let err = parse("[[formats.force]]\npattern = \"*\"\nformat = \"nessus\"\n").unwrap_err().to_string();
+        assert!(err.contains("config.toml:3:10: unknown variant `nessus`"), "{err}");
     }
 
     #[test]

@@ -43,7 +43,8 @@ impl Defaults {
     }
 }
 
-fn partition(region: &str) -> &'static str {
+/// The AWS partition of a Region: `aws`, `aws-cn` or `aws-us-gov`.
+pub fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {

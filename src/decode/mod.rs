@@ -1,17 +1,29 @@
-//! Bytes → findings. A spool file is read as a stream of pieces (see [`frame`]); each piece
-//! becomes a [`Finding`] or a per-finding rejection. Only a file whose structure is broken
-//! fails as a whole.
+//! Bytes → findings. The format is detected from the content ([`detect`]); ASFF is read as a
+//! stream of pieces ([`frame`], [`asff`]), scanner reports are converted whole by a pure function
+//! each ([`trivy`], [`grype`], [`sarif`], [`xccdf`], sharing [`build`]). Every finding then passes
+//! the same validation; a bad finding is rejected alone, a broken file as a whole.
 
+pub mod asff;
+pub mod build;
+pub mod detect;
 pub mod frame;
+pub mod grype;
+pub mod sarif;
+pub mod trivy;
+pub mod xccdf;
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
 
-use crate::finding::{self, Defaults, Finding, MAX_FINDING_BYTES, Rejection};
-use frame::{FrameError, Framer, Position};
+use crate::finding::{self, Defaults, Finding, Rejection};
+pub use detect::Format;
+use frame::{FrameError, Position};
+
+/// Scanner reports (not ASFF) are read whole; larger ones are refused rather than risk memory.
+pub const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Pieces larger than this are not even read: the file is malformed rather than one finding too
 /// large. Findings between 240 KB and this size are read and dead-lettered one by one.
@@ -55,6 +67,38 @@ pub enum DecodeError {
         /// serde_json's message (its line/column are within the value).
         message: String,
     },
+    /// The content matches no format the agent reads.
+    #[error("not a format the agent reads; tried {}", detect::TRIED)]
+    Unknown,
+    /// A scanner report that does not have the structure of its format.
+    #[error("{format} report: {message}")]
+    Document {
+        /// The detected format.
+        format: Format,
+        /// What is wrong, with the position where the parser has one.
+        message: String,
+    },
+    /// A scanner report over [`MAX_DOCUMENT_BYTES`].
+    #[error(
+        "{format} report of {size} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit for scanner reports; split it"
+    )]
+    TooLarge {
+        /// The detected format.
+        format: Format,
+        /// Its size.
+        size: u64,
+    },
+}
+
+/// How to convert scanner reports.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Defaults filled into every finding.
+    pub defaults: Defaults,
+    /// The default resource and the scan time for reports without one.
+    pub context: build::Context,
+    /// Report XCCDF rules that passed too.
+    pub include_passed: bool,
 }
 
 /// Counts for the log line.
@@ -64,9 +108,11 @@ pub struct DecodeSummary {
     pub findings: u64,
     /// Pieces rejected.
     pub rejected: u64,
+    /// Texts and lists cut to fit ASFF limits.
+    pub truncations: u32,
 }
 
-/// Outcome of [`decode_asff`]: finished, stopped by the sink, or failed.
+/// Outcome of [`decode`]: finished, or stopped by the sink.
 #[derive(Debug)]
 pub enum DecodeEnd {
     /// The whole stream was read.
@@ -75,157 +121,79 @@ pub enum DecodeEnd {
     Stopped,
 }
 
-/// Decodes an ASFF stream, handing each item to `sink` as soon as it is read.
-pub fn decode_asff<R: Read>(
-    reader: R,
+/// Detects the format of `file` (unless `forced`) and decodes it, handing each item to `sink`.
+pub fn decode<R: Read + Seek>(
+    mut file: R,
+    forced: Option<Format>,
+    options: &Options,
+    now: OffsetDateTime,
+    sink: impl FnMut(Decoded) -> ControlFlow<()>,
+) -> Result<(Format, DecodeEnd), DecodeError> {
+    let format = match forced {
+        Some(f) => f,
+        None => detect::detect(&mut file).map_err(FrameError::Io)?.ok_or(DecodeError::Unknown)?,
+    };
+    file.rewind().map_err(FrameError::Io)?;
+    if format == Format::Asff {
+        return asff::decode(file, &options.defaults, now, sink).map(|end| (format, end));
+    }
+    let mut bytes = Vec::new();
+    (&mut file).take(MAX_DOCUMENT_BYTES + 1).read_to_end(&mut bytes).map_err(FrameError::Io)?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        let size = bytes.len() as u64 + file_rest(&mut file);
+        return Err(DecodeError::TooLarge { format, size });
+    }
+    let document = |message: String| DecodeError::Document { format, message };
+    let ctx = &options.context;
+    let (findings, truncations) = match format {
+        Format::Trivy => trivy::convert(&bytes, ctx).map_err(|e| document(e.to_string()))?,
+        Format::Grype => grype::convert(&bytes, ctx).map_err(|e| document(e.to_string()))?,
+        Format::Sarif => sarif::convert(&bytes, ctx).map_err(|e| document(e.to_string()))?,
+        Format::Xccdf => {
+            xccdf::convert(&bytes, ctx, options.include_passed).map_err(|e| document(e.to_string()))?
+        }
+        Format::Asff => unreachable!("ASFF is streamed above"),
+    };
+    drop(bytes);
+    let end = hand_over(findings, truncations, &options.defaults, now, sink);
+    Ok((format, end))
+}
+
+fn file_rest<R: Read>(file: &mut R) -> u64 {
+    std::io::copy(file, &mut std::io::sink()).unwrap_or(0)
+}
+
+/// Validates converted findings and hands them to `sink` one by one.
+fn hand_over(
+    findings: Vec<serde_json::Value>,
+    truncations: build::Truncations,
     defaults: &Defaults,
     now: OffsetDateTime,
     mut sink: impl FnMut(Decoded) -> ControlFlow<()>,
-) -> Result<DecodeEnd, DecodeError> {
-    let mut framer = Framer::new(reader, MAX_READ_PIECE);
-    let mut summary = DecodeSummary::default();
-    let mut index = 0u64;
-    while let Some(frame) = framer.next_frame()? {
-        let item = match finding::prepare(frame.bytes, defaults, now) {
+) -> DecodeEnd {
+    let mut summary = DecodeSummary { truncations: truncations.0, ..DecodeSummary::default() };
+    for (index, value) in findings.into_iter().enumerate() {
+        let raw = serde_json::to_vec(&value).expect("a Value always serializes");
+        let item = match finding::prepare(&raw, defaults, now) {
             Ok(f) => {
                 summary.findings += 1;
                 Decoded::Finding(f)
             }
-            Err(Rejection::Syntax(e)) => {
-                let at = Position { offset: frame.offset, line: frame.line, column: 1 };
-                return Err(DecodeError::Syntax { at, message: e.to_string() });
-            }
             Err(rejection) => {
                 summary.rejected += 1;
+                let id = value.get("Id").and_then(|v| v.as_str()).map(str::to_owned);
                 Decoded::Rejected(RejectedFinding {
-                    index,
-                    line: frame.line,
-                    id: id_of(frame.bytes),
+                    index: index as u64,
+                    line: 0,
+                    id,
                     rejection,
-                    raw: Bytes::copy_from_slice(frame.bytes),
+                    raw: Bytes::from(raw),
                 })
             }
         };
-        index += 1;
         if sink(item).is_break() {
-            return Ok(DecodeEnd::Stopped);
+            return DecodeEnd::Stopped;
         }
     }
-    Ok(DecodeEnd::Complete(summary))
-}
-
-/// The `Id` of a rejected piece, for the report; best effort.
-fn id_of(raw: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        #[serde(rename = "Id")]
-        id: String,
-    }
-    if raw.len() > MAX_FINDING_BYTES * 8 {
-        return None;
-    }
-    serde_json::from_slice::<IdOnly>(raw).ok().map(|x| x.id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn defaults() -> Defaults {
-        Defaults { region: "us-east-1".into(), account_id: Some("111122223333".into()), product_arn: None }
-    }
-
-    fn finding(id: &str) -> serde_json::Value {
-        json!({
-            "Id": id, "GeneratorId": "g", "Types": ["t/x"], "Severity": {"Label": "LOW"},
-            "Title": "t", "Description": "d", "Resources": [{"Type": "Other", "Id": "r"}],
-        })
-    }
-
-    /// Accepted Ids, and (code, Id) of each rejection.
-    type Outcome = (Vec<String>, Vec<(String, Option<String>)>);
-
-    fn run(input: &[u8]) -> Result<Outcome, DecodeError> {
-        let (mut ok, mut bad) = (vec![], vec![]);
-        let now = OffsetDateTime::UNIX_EPOCH;
-        decode_asff(input, &defaults(), now, |d| {
-            match d {
-                Decoded::Finding(f) => ok.push(f.id),
-                Decoded::Rejected(r) => bad.push((r.rejection.code().to_owned(), r.id)),
-            }
-            ControlFlow::Continue(())
-        })?;
-        Ok((ok, bad))
-    }
-
-    #[test]
-    fn each_asff_shape_decodes() {
-        let (a, b) = (finding("a"), finding("b"));
-        for input in
-            [json!([a, b]).to_string(), json!({"Findings": [a, b]}).to_string(), format!("{a}\n{b}\n")]
-        {
-            assert_eq!(run(input.as_bytes()).unwrap().0, ["a", "b"], "{input}");
-        }
-        assert_eq!(run(a.to_string().as_bytes()).unwrap().0, ["a"]);
-    }
-
-    #[test]
-    fn bad_finding_is_rejected_alone() {
-        let mut big = finding("big");
-        big["ProductFields"] = json!({"x": "y".repeat(MAX_FINDING_BYTES)});
-        let mut no_title = finding("untitled");
-        no_title.as_object_mut().unwrap().remove("Title");
-        let input = json!([finding("a"), big, no_title, 5, finding("b")]).to_string();
-        let (ok, bad) = run(input.as_bytes()).unwrap();
-        assert_eq!(ok, ["a", "b"]);
-        assert_eq!(
-            bad,
-            [
-                ("FindingTooLarge".to_owned(), Some("big".to_owned())),
-                ("MissingField".to_owned(), Some("untitled".to_owned())),
-                ("NotAnObject".to_owned(), None),
-            ]
-        );
-    }
-
-    #[test]
-    fn invalid_json_inside_a_piece_fails_the_file_with_position() {
-        let input = format!("{}\n{{\"Id\": tru}}\n", finding("a"));
-        let err = run(input.as_bytes()).unwrap_err().to_string();
-        assert!(err.starts_with("invalid JSON in the value that starts at line 2"), "{err}");
-        let err = run(b"[{\"Id\":\"\xff\"}]").unwrap_err().to_string();
-        assert!(err.contains("invalid JSON"), "{err}");
-    }
-
-    /// Every ASFF fixture, with what Security Hub's rules make of it (see the fixtures' PROVENANCE.md:
-    /// some carry placeholder account ids or empty `Types` on purpose).
-    #[test]
-    fn fixtures_of_every_asff_shape_decode() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/scanners/asff");
-        let expected: &[(&str, usize, &[&str])] = &[
-            ("awsdocs-sample-finding-fsbp.json", 1, &[]),
-            ("inspector-one_vuln.array.json", 1, &[]),
-            ("prowler-docs-example.array.json", 0, &["InvalidField"]),
-            ("securityhub-inspector_ec2_cve.findings.json", 1, &["InvalidField"; 4]),
-            ("trivy-alpine-310.asff.json", 4, &[]),
-            ("trivy-secrets.asff.json", 2, &[]),
-        ];
-        for (name, accepted, rejected) in expected {
-            let bytes = std::fs::read(dir.join(name)).unwrap();
-            let (ok, bad) = run(&bytes).unwrap();
-            let codes: Vec<&str> = bad.iter().map(|(c, _)| c.as_str()).collect();
-            assert_eq!((ok.len(), &codes[..]), (*accepted, *rejected), "{name}: {bad:?}");
-            assert_eq!(ok.len() + bad.len(), count_findings(&bytes), "{name}");
-        }
-    }
-    fn count_findings(bytes: &[u8]) -> usize {
-        match serde_json::from_slice::<serde_json::Value>(bytes).unwrap() {
-            serde_json::Value::Array(a) => a.len(),
-            serde_json::Value::Object(o) => {
-                o.get("Findings").and_then(|f| f.as_array()).map_or(1, |a| a.len())
-            }
-            _ => 0,
-        }
-    }
+    DecodeEnd::Complete(summary)
 }

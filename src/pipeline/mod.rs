@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::Config;
+use crate::decode::{self, build::Context};
 use crate::finding::Defaults;
 use crate::hub::client::{ClientError, HubClient};
 use crate::hub::rate::RateSettings;
@@ -100,7 +101,18 @@ pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Re
         failed_dir: dirs.failed.clone(),
         settle_time: config.spool.settle_time,
         rescan_interval: config.spool.rescan_interval,
-        defaults,
+        options: decode::Options {
+            context: Context::for_host(
+                &defaults.region,
+                defaults.account_id.as_deref(),
+                config.destination.instance_id.as_deref(),
+                &hostname(),
+                String::new(),
+            ),
+            defaults,
+            include_passed: config.formats.xccdf_include_passed,
+        },
+        formats: config.formats.clone(),
         budget,
         queue: queue_tx,
         events,
@@ -123,4 +135,13 @@ pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Re
     let _ = tokio::task::spawn_blocking(move || acknowledger.join()).await;
     read?;
     Ok(stats.snapshot())
+}
+
+/// This machine's host name, for the default resource of scanner findings.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -14,14 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::config::FormatsConfig;
 use crate::decode::{self, DecodeEnd, Decoded};
-use crate::finding::Defaults;
 use crate::pipeline::ack::{AckEvent, DeadLetter, Ticket};
 use crate::pipeline::queue::{Budget, QueueTx, Queued};
 use crate::pipeline::stats::Stats;
@@ -40,8 +41,10 @@ pub struct Reader {
     pub settle_time: Duration,
     /// Safety-net rescan period.
     pub rescan_interval: Duration,
-    /// Defaults for findings.
-    pub defaults: Defaults,
+    /// How files are decoded: defaults for findings, the default resource, XCCDF options.
+    pub options: decode::Options,
+    /// Formats forced by file name.
+    pub formats: FormatsConfig,
     /// The memory budget.
     pub budget: Budget,
     /// The queue.
@@ -194,7 +197,11 @@ impl Reader {
                 }
             })
         };
-        let result = decode::decode_asff(file, &self.defaults, OffsetDateTime::now_utc(), |item| {
+        let now = OffsetDateTime::now_utc();
+        let mut options = self.options.clone();
+        options.context.now = now.format(&Rfc3339).expect("RFC 3339 formatting of a valid time");
+        let forced = path.file_name().and_then(|n| self.formats.forced(&n.to_string_lossy()));
+        let result = decode::decode(file, forced, &options, now, |item| {
             let len = match &item {
                 Decoded::Finding(f) => f.json.len(),
                 Decoded::Rejected(r) => r.raw.len(),
@@ -212,11 +219,13 @@ impl Reader {
                 }
                 Decoded::Rejected(r) => {
                     debug!(index = r.index, line = r.line, reason = %r.rejection, "finding rejected");
+                    let at =
+                        if r.line > 0 { format!("line {}", r.line) } else { format!("finding {}", r.index) };
                     let letter = DeadLetter {
                         index: Some(r.index),
                         id: r.id,
                         code: r.rejection.code().to_owned(),
-                        message: format!("line {}: {}", r.line, r.rejection),
+                        message: format!("{at}: {}", r.rejection),
                         raw: r.raw,
                     };
                     ticket.dead_letter(letter, Some(permit));
@@ -225,11 +234,14 @@ impl Reader {
             ControlFlow::Continue(())
         });
         match result {
-            Ok(DecodeEnd::Complete(summary)) => {
-                debug!(findings = summary.findings, rejected = summary.rejected, "read");
+            Ok((format, DecodeEnd::Complete(summary))) => {
+                if summary.truncations > 0 {
+                    info!(%format, truncations = summary.truncations, "texts cut to fit ASFF limits");
+                }
+                debug!(%format, findings = summary.findings, rejected = summary.rejected, "read");
                 ticket.read_complete();
             }
-            Ok(DecodeEnd::Stopped) => debug!("reading stopped"),
+            Ok((_, DecodeEnd::Stopped)) => debug!("reading stopped"),
             Err(e) => {
                 warn!(error = %e, "cannot decode; the file will be quarantined");
                 ticket.quarantine(e.to_string());

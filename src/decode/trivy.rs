@@ -1,0 +1,301 @@
+//! Trivy JSON (`SchemaVersion: 2`) → ASFF: vulnerabilities, failed misconfigurations and
+//! secrets (the secret's matched text and code context are never copied).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::build::{
+    Context, DESCRIPTION_MAX, REMEDIATION_MAX, TITLE_MAX, Truncations, finding_id, label_from_word, or_empty,
+    scan_time,
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Report {
+    created_at: Option<String>,
+    artifact_name: Option<String>,
+    artifact_type: Option<String>,
+    #[serde(default)]
+    results: Vec<TrivyResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TrivyResult {
+    target: Option<String>,
+    class: Option<String>,
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(default)]
+    vulnerabilities: Vec<Vulnerability>,
+    #[serde(default)]
+    misconfigurations: Vec<Misconfiguration>,
+    #[serde(default)]
+    secrets: Vec<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Vulnerability {
+    #[serde(rename = "VulnerabilityID")]
+    id: String,
+    pkg_name: Option<String>,
+    #[serde(rename = "PkgID")]
+    pkg_id: Option<String>,
+    installed_version: Option<String>,
+    fixed_version: Option<String>,
+    status: Option<String>,
+    severity: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
+    #[serde(rename = "PrimaryURL")]
+    primary_url: Option<String>,
+    #[serde(default)]
+    references: Vec<String>,
+    #[serde(rename = "CVSS", default)]
+    cvss: BTreeMap<String, Cvss>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Cvss {
+    v3_score: Option<f64>,
+    v3_vector: Option<String>,
+    v2_score: Option<f64>,
+    v2_vector: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Misconfiguration {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
+    message: Option<String>,
+    resolution: Option<String>,
+    severity: Option<String>,
+    #[serde(rename = "PrimaryURL")]
+    primary_url: Option<String>,
+    status: Option<String>,
+    cause_metadata: Option<Cause>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Cause {
+    resource: Option<String>,
+    start_line: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Secret {
+    #[serde(rename = "RuleID")]
+    rule_id: String,
+    category: Option<String>,
+    severity: Option<String>,
+    title: Option<String>,
+    start_line: Option<u64>,
+}
+
+/// Converts a Trivy report; returns the findings and the truncations made.
+pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations), serde_json::Error> {
+    let report: Report = serde_json::from_slice(bytes)?;
+    let mut t = Truncations::default();
+    let artifact = or_empty(&report.artifact_name);
+    let scanned = scan_time(report.created_at.as_deref(), &ctx.now);
+    let mut out = Vec::new();
+    for r in &report.results {
+        let target = or_empty(&r.target);
+        for v in &r.vulnerabilities {
+            out.push(vulnerability(v, r, artifact, &report, &scanned, ctx, &mut t));
+        }
+        for m in r.misconfigurations.iter().filter(|m| m.status.as_deref() != Some("PASS")) {
+            out.push(misconfiguration(m, target, artifact, &scanned, ctx, &mut t));
+        }
+        for s in &r.secrets {
+            out.push(secret(s, target, artifact, &scanned, ctx, &mut t));
+        }
+    }
+    Ok((out, t))
+}
+
+fn base(
+    id: String,
+    title: String,
+    description: String,
+    label: &str,
+    types: &[&str],
+    scanned: &str,
+    ctx: &Context,
+) -> Value {
+    json!({
+        "SchemaVersion": crate::finding::SCHEMA_VERSION,
+        "Id": id,
+        "GeneratorId": "trivy",
+        "Types": types,
+        "CreatedAt": scanned,
+        "UpdatedAt": scanned,
+        "Severity": {"Label": label},
+        "Title": title,
+        "Description": description,
+        "Resources": [ctx.resource.clone()],
+    })
+}
+
+fn severity(word: &Option<String>) -> &'static str {
+    word.as_deref().and_then(label_from_word).unwrap_or("INFORMATIONAL")
+}
+
+fn vulnerability(
+    v: &Vulnerability,
+    r: &TrivyResult,
+    artifact: &str,
+    report: &Report,
+    scanned: &str,
+    ctx: &Context,
+    t: &mut Truncations,
+) -> Value {
+    let target = or_empty(&r.target);
+    let pkg = or_empty(&v.pkg_name);
+    let installed = or_empty(&v.installed_version);
+    // One finding per (target, package, version, vulnerability): two packages with one CVE are two findings.
+    let id = finding_id("trivy", &[artifact, target, or_empty(&v.pkg_id), pkg, installed, &v.id]);
+    let title = t.text(
+        format!("{} in {pkg} {installed}: {}", v.id, or_empty(&v.title)).trim_end_matches([':', ' ']),
+        TITLE_MAX,
+    );
+    let description = t.text(v.description.as_deref().unwrap_or(&v.id), DESCRIPTION_MAX);
+    let mut f = base(
+        id,
+        title,
+        description,
+        severity(&v.severity),
+        &["Software and Configuration Checks/Vulnerabilities/CVE"],
+        scanned,
+        ctx,
+    );
+    let cvss: Vec<Value> = v
+        .cvss
+        .iter()
+        .flat_map(|(source, c)| {
+            let v3 = c.v3_score.map(|s| json!({"Version": "3.x", "BaseScore": s, "BaseVector": or_empty(&c.v3_vector), "Source": source}));
+            let v2 = c.v2_score.map(|s| json!({"Version": "2.0", "BaseScore": s, "BaseVector": or_empty(&c.v2_vector), "Source": source}));
+            v3.into_iter().chain(v2)
+        })
+        .collect();
+    let mut package =
+        json!({"Name": pkg, "Version": installed, "PackageManager": r.kind.clone().unwrap_or_default()});
+    if let Some(fixed) = v.fixed_version.as_deref().filter(|s| !s.is_empty()) {
+        package["FixedInVersion"] = json!(fixed);
+        package["Remediation"] = json!(t.text(&format!("Upgrade {pkg} to {fixed}"), REMEDIATION_MAX));
+        f["Remediation"] = json!({"Recommendation": {"Text": t.text(&format!("Upgrade {pkg} from {installed} to {fixed}."), REMEDIATION_MAX)}});
+        if let Some(url) = &v.primary_url {
+            f["Remediation"]["Recommendation"]["Url"] = json!(url);
+        }
+    }
+    let mut vuln = json!({
+        "Id": v.id,
+        "VulnerablePackages": [package],
+        "FixAvailable": if v.fixed_version.as_deref().is_some_and(|s| !s.is_empty()) { "YES" } else { "NO" },
+    });
+    if !cvss.is_empty() {
+        vuln["Cvss"] = json!(cvss);
+    }
+    let references = t.list(v.references.clone(), 50);
+    if !references.is_empty() {
+        vuln["ReferenceUrls"] = json!(references);
+    }
+    f["Vulnerabilities"] = json!([vuln]);
+    f["ProductFields"] = t.product_fields([
+        ("trivy/Artifact", artifact.to_owned()),
+        ("trivy/ArtifactType", or_empty(&report.artifact_type).to_owned()),
+        ("trivy/Target", target.to_owned()),
+        ("trivy/Class", or_empty(&r.class).to_owned()),
+        ("trivy/Status", or_empty(&v.status).to_owned()),
+    ]);
+    f
+}
+
+fn misconfiguration(
+    m: &Misconfiguration,
+    target: &str,
+    artifact: &str,
+    scanned: &str,
+    ctx: &Context,
+    t: &mut Truncations,
+) -> Value {
+    let cause = m.cause_metadata.as_ref();
+    let resource = cause.and_then(|c| c.resource.as_deref()).unwrap_or_default();
+    let line = cause.and_then(|c| c.start_line).map(|l| l.to_string()).unwrap_or_default();
+    let id = finding_id("trivy", &[artifact, target, &m.id, resource, &line]);
+    let title = t.text(&format!("{}: {}", m.id, m.title.as_deref().unwrap_or("misconfiguration")), TITLE_MAX);
+    let text =
+        [m.description.as_deref(), m.message.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let description = t.text(if text.is_empty() { &m.id } else { &text }, DESCRIPTION_MAX);
+    let mut f = base(
+        id,
+        title,
+        description,
+        severity(&m.severity),
+        &["Software and Configuration Checks/Industry and Regulatory Standards"],
+        scanned,
+        ctx,
+    );
+    f["Compliance"] = json!({"Status": "FAILED"});
+    if let Some(resolution) = &m.resolution {
+        f["Remediation"] = json!({"Recommendation": {"Text": t.text(resolution, REMEDIATION_MAX)}});
+        if let Some(url) = &m.primary_url {
+            f["Remediation"]["Recommendation"]["Url"] = json!(url);
+        }
+    }
+    f["ProductFields"] = t.product_fields([
+        ("trivy/Artifact", artifact.to_owned()),
+        ("trivy/Target", target.to_owned()),
+        ("trivy/CheckType", or_empty(&m.kind).to_owned()),
+        ("trivy/Resource", resource.to_owned()),
+        ("trivy/StartLine", line),
+    ]);
+    f
+}
+
+/// A secret: where it is and what kind, never the matched text or the code around it.
+fn secret(
+    s: &Secret,
+    target: &str,
+    artifact: &str,
+    scanned: &str,
+    ctx: &Context,
+    t: &mut Truncations,
+) -> Value {
+    let line = s.start_line.map(|l| l.to_string()).unwrap_or_default();
+    let id = finding_id("trivy", &[artifact, target, &s.rule_id, &line]);
+    let what = s.title.as_deref().unwrap_or(&s.rule_id);
+    let title = t.text(&format!("Secret in {target}: {what}"), TITLE_MAX);
+    let description = t.text(
+        &format!("Trivy found a secret ({what}, rule {}) in {target} at line {line}. The value is not copied here; rotate it and remove it from the file.", s.rule_id),
+        DESCRIPTION_MAX,
+    );
+    let mut f = base(
+        id,
+        title,
+        description,
+        severity(&s.severity),
+        &["Sensitive Data Identifications/Passwords"],
+        scanned,
+        ctx,
+    );
+    f["ProductFields"] = t.product_fields([
+        ("trivy/Artifact", artifact.to_owned()),
+        ("trivy/Target", target.to_owned()),
+        ("trivy/RuleID", s.rule_id.clone()),
+        ("trivy/Category", or_empty(&s.category).to_owned()),
+        ("trivy/StartLine", line),
+    ]);
+    f
+}
