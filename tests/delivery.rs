@@ -103,7 +103,10 @@ async fn malformed_file_is_quarantined_with_report_and_others_still_delivered() 
         "kept byte for byte"
     );
     let reason = env.report("binary.bin")["reason"].as_str().unwrap().to_owned();
-    assert!(reason.contains("not a format the agent reads; tried ASFF") && reason.contains("SARIF"), "{reason}");
+    assert!(
+        reason.contains("not a format the agent reads; tried ASFF") && reason.contains("SARIF"),
+        "{reason}"
+    );
     assert!(env.spool_files().is_empty(), "{:?}", env.spool_files());
 }
 

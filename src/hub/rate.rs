@@ -71,12 +71,11 @@ pub struct Aimd {
     rate: f64,
     /// Requests/s added per second of successes, whatever the request rate: an increase per
     /// request would favour the agents already sending most, and a fleet would not converge to
-    /// equal shares. A twentieth of the ceiling: 5 → 10 requests/s takes 10 s.
+    /// equal shares. A hundredth of the ceiling: 5 → 10 requests/s takes 50 s.
     step: f64,
     /// When the rate last grew.
     last_increase: Option<Duration>,
-    /// Throttles closer together than this count as one (concurrent requests report the same overload).
-    quiet: Duration,
+
     last_decrease: Option<Duration>,
 }
 
@@ -87,9 +86,8 @@ impl Aimd {
             ceiling,
             floor: floor.min(ceiling),
             rate: ceiling,
-            step: ceiling / 20.0,
+            step: ceiling / 100.0,
             last_increase: None,
-            quiet: Duration::from_millis(250),
             last_decrease: None,
         }
     }
@@ -109,10 +107,11 @@ impl Aimd {
         self.rate
     }
 
-    /// A request was throttled at `now`; `jitter` in `[0, 1)` picks a factor in `[0.5, 0.8)`.
-    pub fn on_throttle(&mut self, now: Duration, jitter: f64) -> f64 {
-        let recent = self.last_decrease.is_some_and(|t| now.saturating_sub(t) < self.quiet);
-        if !recent {
+    /// A request sent at `sent` was throttled at `now`; `jitter` in `[0, 1)` picks a factor in
+    /// `[0.5, 0.8)`. Requests sent before the last cut report the overload that cut was for, so
+    /// they do not cut again.
+    pub fn on_throttle(&mut self, sent: Duration, now: Duration, jitter: f64) -> f64 {
+        if self.last_decrease.is_none_or(|t| sent >= t) {
             self.rate = (self.rate * (0.5 + 0.3 * jitter)).max(self.floor);
             self.last_decrease = Some(now);
         }
@@ -179,12 +178,13 @@ impl Limiter {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for a token.
-    pub async fn acquire(&self) {
+    /// Waits for a token; returns the send time to hand back to [`Limiter::throttled`].
+    pub async fn acquire(&self) -> Duration {
         loop {
-            let wait = self.lock().bucket.take(self.now());
+            let now = self.now();
+            let wait = self.lock().bucket.take(now);
             match wait {
-                Ok(()) => return,
+                Ok(()) => return now,
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
@@ -200,13 +200,14 @@ impl Limiter {
         }
     }
 
-    /// A request was throttled; `retry_after` from the response, if any, empties the bucket for that long.
-    pub fn throttled(&self, retry_after: Option<Duration>) {
+    /// A request sent at `sent` was throttled; `retry_after` from the response, if any, empties
+    /// the bucket for that long.
+    pub fn throttled(&self, sent: Duration, retry_after: Option<Duration>) {
         let now = self.now();
         let mut i = self.lock();
         i.throttles += 1;
         if self.adaptive {
-            let rate = i.aimd.on_throttle(now, fastrand::f64());
+            let rate = i.aimd.on_throttle(sent, now, fastrand::f64());
             i.bucket.set_rate(rate, now);
         }
         i.bucket.drain(now);
@@ -269,22 +270,23 @@ mod tests {
     #[test]
     fn aimd_halves_once_per_burst_of_throttles_and_recovers_linearly() {
         let mut a = Aimd::new(10.0, 0.5);
-        assert_eq!(a.on_throttle(s(0.0), 0.0), 5.0);
-        assert_eq!(a.on_throttle(s(0.1), 0.0), 5.0, "same overload, no second cut");
-        assert_eq!(a.on_throttle(s(0.5), 0.0), 2.5);
-        // 0.5 requests/s per second (jitter 0.5): 2.5 back to 10 in 15 s, however many requests.
+        assert_eq!(a.on_throttle(s(0.0), s(0.1), 0.0), 5.0);
+        assert_eq!(a.on_throttle(s(0.05), s(0.3), 0.0), 5.0, "sent before the cut: same overload");
+        assert_eq!(a.on_throttle(s(0.2), s(0.5), 0.0), 2.5, "sent after the cut: a new overload");
+        // 0.1 requests/s per second (jitter 0.5): +5 in 50 s, however many requests.
         a.on_success(s(1.0), 0.5);
-        for i in 1..=140 {
+        for i in 1..=500 {
             a.on_success(s(1.0 + i as f64 * 0.1), 0.5);
         }
-        assert!((a.rate() - 9.5).abs() < 1e-6, "{}", a.rate());
+        assert!((a.rate() - 7.5).abs() < 1e-6, "{}", a.rate());
         let mut b = a.clone();
-        a.on_success(s(15.0), 0.5); // 0.1 s later
-        b.on_success(s(15.0), 0.5);
-        b.on_success(s(15.0), 0.5); // a second success at the same instant adds nothing
+        a.on_success(s(51.1), 0.5);
+        b.on_success(s(51.1), 0.5);
+        b.on_success(s(51.1), 0.5); // a second success at the same instant adds nothing
         assert_eq!(a.rate(), b.rate());
-        a.on_success(s(16.0), 0.5);
-        a.on_success(s(20.0), 0.99);
+        for i in 0..40 {
+            a.on_success(s(52.0 + i as f64), 0.99);
+        }
         assert_eq!(a.rate(), 10.0, "never above the ceiling");
     }
 
@@ -293,19 +295,19 @@ mod tests {
         let mut a = Aimd::new(10.0, 1.0);
         for i in 0..20 {
             let before = a.rate();
-            let after = a.on_throttle(s(i as f64 * 2.0), 0.999);
+            let after = a.on_throttle(s(i as f64 * 2.0), s(i as f64 * 2.0), 0.999);
             assert!(after >= 1.0);
             assert!(after <= (before * 0.8).max(1.0) + 1e-9);
             assert!(after >= (before * 0.5).max(1.0) - 1e-9);
         }
         assert_eq!(a.rate(), 1.0);
         let mut b = Aimd::new(10.0, 1.0);
-        b.on_throttle(s(0.0), 0.0);
+        b.on_throttle(s(0.0), s(0.0), 0.0);
         b.on_success(s(1.0), 0.0);
         let r0 = b.rate();
         let lo = b.clone().on_success(s(2.0), 0.0) - r0;
         let hi = b.clone().on_success(s(5.0), 0.999) - r0;
-        assert!((lo - 0.25).abs() < 1e-9 && hi < 0.75 && hi > 0.749, "one second at most: {lo} {hi}");
+        assert!((lo - 0.05).abs() < 1e-9 && hi < 0.15 && hi > 0.1498, "one second at most: {lo} {hi}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -322,7 +324,8 @@ mod tests {
         }
         let elapsed = start.elapsed().as_secs_f64();
         assert!((elapsed - 10.0).abs() < 0.05, "30 at once then 100 at 10/s: {elapsed}");
-        l.throttled(Some(Duration::from_secs(2)));
+        let sent = l.acquire().await;
+        l.throttled(sent, Some(Duration::from_secs(2)));
         let st = l.state();
         assert_eq!(st.throttles, 1);
         assert!(st.rate <= 8.0 && st.rate >= 5.0);

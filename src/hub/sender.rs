@@ -126,7 +126,7 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
     let mut work = vec![items];
     while let Some(mut items) = work.pop() {
         loop {
-            ctx.limiter.acquire().await;
+            let sent = ctx.limiter.acquire().await;
             let span = info_span!("request", findings = items.len());
             let result = ctx.client.import(batch::body(&items)).instrument(span).await;
             let wait = match result {
@@ -144,7 +144,7 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
                 Err(failure) => {
                     ctx.stats.request(true, failure.verdict == Verdict::Throttled);
                     if failure.verdict == Verdict::Throttled {
-                        ctx.limiter.throttled(failure.retry_after);
+                        ctx.limiter.throttled(sent, failure.retry_after);
                     }
                     match failure.verdict {
                         Verdict::BadRequest if items.len() > 1 => {
