@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use securityhub_agent::config::{self, Config};
 use securityhub_agent::pipeline::{self, Mode};
-use securityhub_agent::service;
+use securityhub_agent::{service, validate};
 use tokio_util::sync::CancellationToken;
 
 /// Delivers security-scanner findings from a spool directory to AWS Security Hub.
@@ -30,6 +30,20 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Detect, convert and check files as the agent would, print the ASFF it would send, send
+    /// nothing. Exits non-zero if any finding or file would be rejected.
+    Validate {
+        /// Files to check (ASFF, Trivy, Grype, SARIF, XCCDF/ARF).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Configuration file (for account, Region, instance and format settings); the default
+        /// path is used when it exists.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// `summary`: a line per finding; `json`: the findings, one JSON object per line.
+        #[arg(long, value_enum, default_value = "summary")]
+        output: validate::Output,
+    },
     /// Check the configuration file and exit (non-zero with the reason if it is wrong).
     CheckConfig {
         /// Configuration file.
@@ -42,6 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, once } => run(&config, if once { Mode::Once } else { Mode::Watch }),
+        Command::Validate { files, config, output } => validate_files(&files, config.as_deref(), output),
         Command::CheckConfig { config } => {
             Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
         }
@@ -77,6 +92,38 @@ fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+fn validate_files(
+    files: &[PathBuf],
+    config: Option<&std::path::Path>,
+    output: validate::Output,
+) -> anyhow::Result<()> {
+    let default = std::path::Path::new(config::DEFAULT_PATH);
+    let config = match config {
+        Some(path) => Config::load(path)?,
+        None if default.exists() => Config::load(default)?,
+        None => Config::default(),
+    };
+    if config.destination.account_id.is_none() || config.destination.region.is_none() {
+        eprintln!(
+            "note: no account or Region configured; using {} / {} where findings lack them",
+            validate::PLACEHOLDER_ACCOUNT,
+            validate::PLACEHOLDER_REGION
+        );
+    }
+    let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    let totals =
+        validate::run(&paths, &config, output, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
+    if totals.rejected > 0 || totals.failed_files > 0 {
+        anyhow::bail!(
+            "{} findings valid, {} rejected, {} files would be quarantined",
+            totals.valid,
+            totals.rejected,
+            totals.failed_files
+        );
+    }
+    Ok(())
 }
 
 fn init_logging(level: &str) {

@@ -197,3 +197,75 @@ fn hand_over(
     }
     DecodeEnd::Complete(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn options() -> Options {
+        Options {
+            defaults: Defaults {
+                region: "eu-west-1".into(),
+                account_id: Some("111122223333".into()),
+                product_arn: None,
+            },
+            context: build::Context::for_host("eu-west-1", None, None, "h", "2026-01-01T00:00:00Z".into()),
+            include_passed: true,
+        }
+    }
+
+    fn fixture_bytes() -> Vec<Vec<u8>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/scanners");
+        let mut out = Vec::new();
+        for dir in ["asff", "trivy", "grype", "sarif", "xccdf"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x != "md") {
+                    out.push(std::fs::read(p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    /// Every decoder, detected or forced, on `bytes`: a `Result` either way, never a panic.
+    fn decode_all_ways(bytes: &[u8]) {
+        let formats = [
+            None,
+            Some(Format::Asff),
+            Some(Format::Trivy),
+            Some(Format::Grype),
+            Some(Format::Sarif),
+            Some(Format::Xccdf),
+        ];
+        for forced in formats {
+            let _ =
+                decode(std::io::Cursor::new(bytes), forced, &options(), OffsetDateTime::UNIX_EPOCH, |_| {
+                    ControlFlow::Continue(())
+                });
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+            decode_all_ways(&bytes);
+        }
+
+        #[test]
+        fn mutated_fixtures_never_panic(which in 0usize..20, cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), truncate in any::<prop::sample::Index>()) {
+            let all = fixture_bytes();
+            let mut bytes = all[which % all.len()].clone();
+            for (at, byte) in cuts {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            decode_all_ways(&bytes);
+            let end = truncate.index(bytes.len());
+            decode_all_ways(&bytes[..end]);
+        }
+    }
+}

@@ -14,7 +14,6 @@ use super::build::{
 
 #[derive(Deserialize)]
 struct Log {
-    #[serde(default)]
     runs: Vec<Run>,
 }
 

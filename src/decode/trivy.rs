@@ -14,6 +14,7 @@ use super::build::{
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Report {
+    schema_version: u32,
     created_at: Option<String>,
     artifact_name: Option<String>,
     artifact_type: Option<String>,
@@ -106,6 +107,12 @@ struct Secret {
 /// Converts a Trivy report; returns the findings and the truncations made.
 pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations), serde_json::Error> {
     let report: Report = serde_json::from_slice(bytes)?;
+    if report.schema_version != 2 {
+        return Err(serde::de::Error::custom(format!(
+            "SchemaVersion {} is not supported (Trivy's JSON schema 2 is)",
+            report.schema_version
+        )));
+    }
     let mut t = Truncations::default();
     let artifact = or_empty(&report.artifact_name);
     let scanned = scan_time(report.created_at.as_deref(), &ctx.now);
