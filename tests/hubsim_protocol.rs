@@ -20,11 +20,12 @@ fn client(hub: &Hub, secret: &str) -> aws_sdk_securityhub::Client {
     aws_sdk_securityhub::Client::from_conf(config)
 }
 
-/// Sends `body` to /findings/import without any signature, over a raw socket.
-async fn unsigned_post(hub: &Hub, body: &str) -> String {
+/// Posts `body` to /findings/import over a raw socket, with `authorization` if given.
+async fn raw_post(hub: &Hub, authorization: Option<&str>, body: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
+    let auth = authorization.map(|a| format!("authorization: {a}\r\n")).unwrap_or_default();
     let req = format!(
-        "POST /findings/import HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "POST /findings/import HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         hub.addr(),
         body.len()
     );
@@ -33,6 +34,9 @@ async fn unsigned_post(hub: &Hub, body: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A well-formed SigV4 header; hubsim without credentials checks only its form.
+const ANY_SIGNATURE: &str = "AWS4-HMAC-SHA256 Credential=A/20260101/eu-west-1/securityhub/aws4_request, SignedHeaders=host, Signature=00";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sdk_get_findings_pages_through_what_was_imported() {
@@ -67,7 +71,7 @@ async fn unsigned_and_wrongly_signed_requests_are_refused() {
     })
     .await
     .unwrap();
-    let reply = unsigned_post(&hub, &json!({"Findings": []}).to_string()).await;
+    let reply = raw_post(&hub, None, &json!({"Findings": []}).to_string()).await;
     assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
     assert!(reply.contains("MissingAuthenticationTokenException"), "{reply}");
     let err = client(&hub, "wrong").get_findings().send().await.unwrap_err();
@@ -81,20 +85,8 @@ async fn unsigned_and_wrongly_signed_requests_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_are_enforced_like_security_hub() {
     let hub = Hub::start(Options::default()).await.unwrap();
-    let signed_post = |body: String| {
-        let hub = &hub;
-        async move {
-            let mut s = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
-            let req = format!(
-                "POST /findings/import HTTP/1.1\r\nhost: x\r\nauthorization: AWS4-HMAC-SHA256 Credential=A/20260101/eu-west-1/securityhub/aws4_request, SignedHeaders=host, Signature=00\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        }
-    };
+    let hub_ref = &hub;
+    let signed_post = |body: String| async move { raw_post(hub_ref, Some(ANY_SIGNATURE), &body).await };
     let mut base = finding("x");
     base["AwsAccountId"] = json!(ACCOUNT);
     base["ProductArn"] = json!("arn:aws:securityhub:eu-west-1:111122223333:product/111122223333/default");

@@ -97,6 +97,62 @@ impl Truncations {
     }
 }
 
+/// The fields every converted finding has; see [`Truncations::finding`].
+pub struct Head<'a> {
+    /// From [`finding_id`].
+    pub id: String,
+    /// `GeneratorId`.
+    pub generator: &'a str,
+    /// `Types`.
+    pub types: &'a [&'a str],
+    /// `Severity.Label`.
+    pub label: &'a str,
+    /// `Title`, before truncation; trailing `": "` is dropped.
+    pub title: &'a str,
+    /// `Description`, before truncation.
+    pub description: &'a str,
+    /// `CreatedAt` and `UpdatedAt`.
+    pub scanned: &'a str,
+}
+
+impl Truncations {
+    /// A finding with ASFF's required fields, texts cut to their limits, about `ctx.resource`.
+    pub fn finding(&mut self, h: Head, ctx: &Context) -> Value {
+        json!({
+            "SchemaVersion": crate::finding::SCHEMA_VERSION,
+            "Id": h.id,
+            "GeneratorId": self.text(h.generator, 512),
+            "Types": self.list(h.types.to_vec(), TYPES_MAX),
+            "CreatedAt": h.scanned,
+            "UpdatedAt": h.scanned,
+            "Severity": {"Label": h.label},
+            "Title": self.text(h.title.trim_end_matches([':', ' ']), TITLE_MAX),
+            "Description": self.text(h.description, DESCRIPTION_MAX),
+            "Resources": [ctx.resource.clone()],
+        })
+    }
+
+    /// One `Vulnerabilities[]` entry: the package, CVSS scores (if any) and reference URLs (≤ 50).
+    pub fn vulnerability(
+        &mut self,
+        id: &str,
+        package: Value,
+        fixed: bool,
+        cvss: Vec<Value>,
+        urls: &[String],
+    ) -> Value {
+        let mut v = json!({"Id": id, "VulnerablePackages": [package], "FixAvailable": if fixed { "YES" } else { "NO" }});
+        if !cvss.is_empty() {
+            v["Cvss"] = json!(cvss);
+        }
+        let urls = self.list(urls.to_vec(), 50);
+        if !urls.is_empty() {
+            v["ReferenceUrls"] = json!(urls);
+        }
+        v
+    }
+}
+
 /// A stable Id from what identifies an issue (never a timestamp): `SCANNER/` and 32 hex digits.
 pub fn finding_id(scanner: &str, parts: &[&str]) -> String {
     let mut h = Sha256::new();

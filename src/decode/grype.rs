@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::build::{
-    Context, DESCRIPTION_MAX, REMEDIATION_MAX, TITLE_MAX, Truncations, finding_id, label_from_score,
-    label_from_word, or_empty, scan_time,
+    Context, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_score, label_from_word, or_empty,
+    scan_time,
 };
 
 #[derive(Deserialize)]
@@ -151,18 +151,18 @@ fn one(
         .clone()
         .or_else(|| m.related_vulnerabilities.iter().find_map(|r| r.description.clone()))
         .unwrap_or_else(|| v.id.clone());
-    let mut f = json!({
-        "SchemaVersion": crate::finding::SCHEMA_VERSION,
-        "Id": id,
-        "GeneratorId": "grype",
-        "Types": ["Software and Configuration Checks/Vulnerabilities/CVE"],
-        "CreatedAt": scanned,
-        "UpdatedAt": scanned,
-        "Severity": {"Label": label, "Original": v.severity.clone().unwrap_or_default()},
-        "Title": t.text(&format!("{} in {} {installed}", v.id, a.name), TITLE_MAX),
-        "Description": t.text(&description, DESCRIPTION_MAX),
-        "Resources": [ctx.resource.clone()],
-    });
+    let title = format!("{} in {} {installed}", v.id, a.name);
+    let head = Head {
+        id,
+        generator: "grype",
+        types: &["Software and Configuration Checks/Vulnerabilities/CVE"],
+        label,
+        title: &title,
+        description: &description,
+        scanned,
+    };
+    let mut f = t.finding(head, ctx);
+    f["Severity"]["Original"] = json!(v.severity.clone().unwrap_or_default());
     let fix = v.fix.as_ref();
     let fixed: Vec<&str> = fix.map(|f| f.versions.iter().map(String::as_str).collect()).unwrap_or_default();
     let mut package = json!({"Name": a.name, "Version": installed, "PackageManager": or_empty(&a.kind)});
@@ -177,26 +177,16 @@ fn one(
         );
         f["Remediation"] = json!({"Recommendation": {"Text": text}});
     }
-    let mut vuln = json!({
-        "Id": v.id,
-        "VulnerablePackages": [package],
-        "FixAvailable": match fix.and_then(|f| f.state.as_deref()) {
-            Some("fixed") => "YES",
-            Some("not-fixed" | "wont-fix") => "NO",
-            _ => if fixed.is_empty() { "NO" } else { "YES" },
-        },
-    });
+    let fix_available = match fix.and_then(|f| f.state.as_deref()) {
+        Some("fixed") => true,
+        Some("not-fixed" | "wont-fix") => false,
+        _ => !fixed.is_empty(),
+    };
     let cvss: Vec<Value> = scores
         .iter()
         .map(|(s, c)| json!({"Version": or_empty(&c.version), "BaseScore": s, "BaseVector": or_empty(&c.vector), "Source": or_empty(&c.source)}))
         .collect();
-    if !cvss.is_empty() {
-        vuln["Cvss"] = json!(cvss);
-    }
-    let urls = t.list(v.urls.clone(), 50);
-    if !urls.is_empty() {
-        vuln["ReferenceUrls"] = json!(urls);
-    }
+    let vuln = t.vulnerability(&v.id, package, fix_available, cvss, &v.urls);
     f["Vulnerabilities"] = json!([vuln]);
     f["ProductFields"] = t.product_fields([
         ("grype/Target", target.to_owned()),

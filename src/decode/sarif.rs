@@ -8,8 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::build::{
-    Context, DESCRIPTION_MAX, REMEDIATION_MAX, TITLE_MAX, Truncations, finding_id, label_from_score,
-    label_from_word, scan_time,
+    Context, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_score, label_from_word, scan_time,
 };
 
 #[derive(Deserialize)]
@@ -204,18 +203,17 @@ fn one(run: &Run, r: &SarifResult, scanned: &str, ctx: &Context, t: &mut Truncat
         description = rule_id.clone();
     }
     let at = if line.is_empty() { uri.clone() } else { format!("{uri}:{line}") };
-    let mut f = json!({
-        "SchemaVersion": crate::finding::SCHEMA_VERSION,
-        "Id": id,
-        "GeneratorId": t.text(&format!("sarif/{}/{rule_id}", driver.name), 512),
-        "Types": [finding_type(rule)],
-        "CreatedAt": scanned,
-        "UpdatedAt": scanned,
-        "Severity": {"Label": label},
-        "Title": t.text(title.trim_end_matches([':', ' ']), TITLE_MAX),
-        "Description": t.text(&description, DESCRIPTION_MAX),
-        "Resources": [ctx.resource.clone()],
-    });
+    let generator = format!("sarif/{}/{rule_id}", driver.name);
+    let head = Head {
+        id,
+        generator: &generator,
+        types: &[finding_type(rule)],
+        label,
+        title: &title,
+        description: &description,
+        scanned,
+    };
+    let mut f = t.finding(head, ctx);
     if let Some(help) = rule.and_then(|x| x.help.text.clone()) {
         f["Remediation"] = json!({"Recommendation": {"Text": t.text(&help, REMEDIATION_MAX)}});
         if let Some(url) = rule.and_then(|x| x.help_uri.clone()) {

@@ -7,8 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::build::{
-    Context, DESCRIPTION_MAX, REMEDIATION_MAX, TITLE_MAX, Truncations, finding_id, label_from_word, or_empty,
-    scan_time,
+    Context, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_word, or_empty, scan_time,
 };
 
 #[derive(Deserialize)]
@@ -132,29 +131,6 @@ pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations),
     Ok((out, t))
 }
 
-fn base(
-    id: String,
-    title: String,
-    description: String,
-    label: &str,
-    types: &[&str],
-    scanned: &str,
-    ctx: &Context,
-) -> Value {
-    json!({
-        "SchemaVersion": crate::finding::SCHEMA_VERSION,
-        "Id": id,
-        "GeneratorId": "trivy",
-        "Types": types,
-        "CreatedAt": scanned,
-        "UpdatedAt": scanned,
-        "Severity": {"Label": label},
-        "Title": title,
-        "Description": description,
-        "Resources": [ctx.resource.clone()],
-    })
-}
-
 fn severity(word: &Option<String>) -> &'static str {
     word.as_deref().and_then(label_from_word).unwrap_or("INFORMATIONAL")
 }
@@ -173,20 +149,17 @@ fn vulnerability(
     let installed = or_empty(&v.installed_version);
     // One finding per (target, package, version, vulnerability): two packages with one CVE are two findings.
     let id = finding_id("trivy", &[artifact, target, or_empty(&v.pkg_id), pkg, installed, &v.id]);
-    let title = t.text(
-        format!("{} in {pkg} {installed}: {}", v.id, or_empty(&v.title)).trim_end_matches([':', ' ']),
-        TITLE_MAX,
-    );
-    let description = t.text(v.description.as_deref().unwrap_or(&v.id), DESCRIPTION_MAX);
-    let mut f = base(
+    let title = format!("{} in {pkg} {installed}: {}", v.id, or_empty(&v.title));
+    let head = Head {
         id,
-        title,
-        description,
-        severity(&v.severity),
-        &["Software and Configuration Checks/Vulnerabilities/CVE"],
+        generator: "trivy",
+        types: &["Software and Configuration Checks/Vulnerabilities/CVE"],
+        label: severity(&v.severity),
+        title: &title,
+        description: v.description.as_deref().unwrap_or(&v.id),
         scanned,
-        ctx,
-    );
+    };
+    let mut f = t.finding(head, ctx);
     let cvss: Vec<Value> = v
         .cvss
         .iter()
@@ -206,18 +179,8 @@ fn vulnerability(
             f["Remediation"]["Recommendation"]["Url"] = json!(url);
         }
     }
-    let mut vuln = json!({
-        "Id": v.id,
-        "VulnerablePackages": [package],
-        "FixAvailable": if v.fixed_version.as_deref().is_some_and(|s| !s.is_empty()) { "YES" } else { "NO" },
-    });
-    if !cvss.is_empty() {
-        vuln["Cvss"] = json!(cvss);
-    }
-    let references = t.list(v.references.clone(), 50);
-    if !references.is_empty() {
-        vuln["ReferenceUrls"] = json!(references);
-    }
+    let fixed = v.fixed_version.as_deref().is_some_and(|s| !s.is_empty());
+    let vuln = t.vulnerability(&v.id, package, fixed, cvss, &v.references);
     f["Vulnerabilities"] = json!([vuln]);
     f["ProductFields"] = t.product_fields([
         ("trivy/Artifact", artifact.to_owned()),
@@ -241,19 +204,19 @@ fn misconfiguration(
     let resource = cause.and_then(|c| c.resource.as_deref()).unwrap_or_default();
     let line = cause.and_then(|c| c.start_line).map(|l| l.to_string()).unwrap_or_default();
     let id = finding_id("trivy", &[artifact, target, &m.id, resource, &line]);
-    let title = t.text(&format!("{}: {}", m.id, m.title.as_deref().unwrap_or("misconfiguration")), TITLE_MAX);
+    let title = format!("{}: {}", m.id, m.title.as_deref().unwrap_or("misconfiguration"));
     let text =
         [m.description.as_deref(), m.message.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-    let description = t.text(if text.is_empty() { &m.id } else { &text }, DESCRIPTION_MAX);
-    let mut f = base(
+    let head = Head {
         id,
-        title,
-        description,
-        severity(&m.severity),
-        &["Software and Configuration Checks/Industry and Regulatory Standards"],
+        generator: "trivy",
+        types: &["Software and Configuration Checks/Industry and Regulatory Standards"],
+        label: severity(&m.severity),
+        title: &title,
+        description: if text.is_empty() { &m.id } else { &text },
         scanned,
-        ctx,
-    );
+    };
+    let mut f = t.finding(head, ctx);
     f["Compliance"] = json!({"Status": "FAILED"});
     if let Some(resolution) = &m.resolution {
         f["Remediation"] = json!({"Recommendation": {"Text": t.text(resolution, REMEDIATION_MAX)}});
@@ -283,20 +246,21 @@ fn secret(
     let line = s.start_line.map(|l| l.to_string()).unwrap_or_default();
     let id = finding_id("trivy", &[artifact, target, &s.rule_id, &line]);
     let what = s.title.as_deref().unwrap_or(&s.rule_id);
-    let title = t.text(&format!("Secret in {target}: {what}"), TITLE_MAX);
-    let description = t.text(
-        &format!("Trivy found a secret ({what}, rule {}) in {target} at line {line}. The value is not copied here; rotate it and remove it from the file.", s.rule_id),
-        DESCRIPTION_MAX,
+    let title = format!("Secret in {target}: {what}");
+    let description = format!(
+        "Trivy found a secret ({what}, rule {}) in {target} at line {line}. The value is not copied here; rotate it and remove it from the file.",
+        s.rule_id
     );
-    let mut f = base(
+    let head = Head {
         id,
-        title,
-        description,
-        severity(&s.severity),
-        &["Sensitive Data Identifications/Passwords"],
+        generator: "trivy",
+        types: &["Sensitive Data Identifications/Passwords"],
+        label: severity(&s.severity),
+        title: &title,
+        description: &description,
         scanned,
-        ctx,
-    );
+    };
+    let mut f = t.finding(head, ctx);
     f["ProductFields"] = t.product_fields([
         ("trivy/Artifact", artifact.to_owned()),
         ("trivy/Target", target.to_owned()),

@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Value, json};
 
-use super::build::{
-    Context, DESCRIPTION_MAX, REMEDIATION_MAX, TITLE_MAX, Truncations, finding_id, label_from_word, scan_time,
-};
+use super::build::{Context, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_word, scan_time};
 
 /// The XML is not well formed.
 #[derive(Debug, thiserror::Error)]
@@ -235,19 +233,20 @@ pub fn convert(
             } else {
                 rule.description.clone()
             };
-            let mut f = json!({
-                "SchemaVersion": crate::finding::SCHEMA_VERSION,
-                "Id": finding_id("openscap", &[&test.target, &test.profile, &rr.idref]),
-                "GeneratorId": t.text(&format!("openscap/{}", if test.profile.is_empty() { "default" } else { &test.profile }), 512),
-                "Types": ["Software and Configuration Checks/Industry and Regulatory Standards"],
-                "CreatedAt": scanned,
-                "UpdatedAt": scanned,
-                "Severity": {"Label": label, "Original": severity},
-                "Title": t.text(&title, TITLE_MAX),
-                "Description": t.text(&description, DESCRIPTION_MAX),
-                "Resources": [ctx.resource.clone()],
-                "Compliance": {"Status": status},
-            });
+            let generator =
+                format!("openscap/{}", if test.profile.is_empty() { "default" } else { &test.profile });
+            let head = Head {
+                id: finding_id("openscap", &[&test.target, &test.profile, &rr.idref]),
+                generator: &generator,
+                types: &["Software and Configuration Checks/Industry and Regulatory Standards"],
+                label,
+                title: &title,
+                description: &description,
+                scanned: &scanned,
+            };
+            let mut f = t.finding(head, ctx);
+            f["Severity"]["Original"] = json!(severity);
+            f["Compliance"] = json!({"Status": status});
             let related = t.list(idents.clone(), 32);
             if !related.is_empty() {
                 f["Compliance"]["RelatedRequirements"] = json!(related);

@@ -63,59 +63,56 @@ impl TokenBucket {
     }
 }
 
-/// Additive-increase / multiplicative-decrease of a request rate between a floor and a ceiling.
+/// The adaptive rate: a jittered multiplicative cut on throttling, then CUBIC-style recovery
+/// (as TCP CUBIC and the AWS SDKs' adaptive retry mode do): back to the rate where the throttle
+/// came within `K` seconds, flat near it, then probing beyond. Recovery depends on time since the
+/// cut, not on how many requests succeeded, so an agent that sends more does not grow faster and
+/// agents sharing a quota converge; an agent pushed to the floor probes its way back instead of
+/// starving.
 #[derive(Debug, Clone)]
-pub struct Aimd {
+pub struct Adaptive {
     ceiling: f64,
     floor: f64,
-    rate: f64,
-    /// Requests/s added per second of successes, whatever the request rate: an increase per
-    /// request would favour the agents already sending most, and a fleet would not converge to
-    /// equal shares. A hundredth of the ceiling: 5 → 10 requests/s takes 50 s.
-    step: f64,
-    /// When the rate last grew.
-    last_increase: Option<Duration>,
-
-    last_decrease: Option<Duration>,
+    /// Growth constant, requests/s per s³ (CUBIC's C, scaled to the ceiling).
+    c: f64,
+    /// The rate when the last throttle came (CUBIC's W_max).
+    rate_max: f64,
+    /// Seconds from the cut back to `rate_max`.
+    k: f64,
+    last_cut: Option<Duration>,
 }
 
-impl Aimd {
+impl Adaptive {
     /// Starts at the ceiling.
     pub fn new(ceiling: f64, floor: f64) -> Self {
         Self {
             ceiling,
             floor: floor.min(ceiling),
-            rate: ceiling,
-            step: ceiling / 100.0,
-            last_increase: None,
-            last_decrease: None,
+            c: 0.04 * ceiling,
+            rate_max: ceiling,
+            k: 0.0,
+            last_cut: None,
         }
     }
 
-    /// The current rate.
-    pub fn rate(&self) -> f64 {
-        self.rate
+    /// The allowed rate at `now`.
+    pub fn rate_at(&self, now: Duration) -> f64 {
+        let Some(cut) = self.last_cut else { return self.ceiling };
+        let t = now.saturating_sub(cut).as_secs_f64();
+        (self.rate_max + self.c * (t - self.k).powi(3)).clamp(self.floor, self.ceiling)
     }
 
-    /// A request succeeded at `now`: the rate grows by `step` per second since the last growth
-    /// (at most one second's worth); `jitter` in `[0, 1)` spreads it (0.5x to 1.5x).
-    pub fn on_success(&mut self, now: Duration, jitter: f64) -> f64 {
-        let since =
-            self.last_increase.map_or(Duration::ZERO, |t| now.saturating_sub(t)).min(Duration::from_secs(1));
-        self.last_increase = Some(now);
-        self.rate = (self.rate + self.step * since.as_secs_f64() * (0.5 + jitter)).min(self.ceiling);
-        self.rate
-    }
-
-    /// A request sent at `sent` was throttled at `now`; `jitter` in `[0, 1)` picks a factor in
-    /// `[0.5, 0.8)`. Requests sent before the last cut report the overload that cut was for, so
-    /// they do not cut again.
+    /// A request sent at `sent` was throttled at `now`; `jitter` in `[0, 1)` picks the cut factor
+    /// in `[0.5, 0.8)`. Requests sent before the last cut report the overload that cut was for,
+    /// so they do not cut again. Returns the new rate.
     pub fn on_throttle(&mut self, sent: Duration, now: Duration, jitter: f64) -> f64 {
-        if self.last_decrease.is_none_or(|t| sent >= t) {
-            self.rate = (self.rate * (0.5 + 0.3 * jitter)).max(self.floor);
-            self.last_decrease = Some(now);
+        if self.last_cut.is_none_or(|t| sent >= t) {
+            let beta = 0.5 + 0.3 * jitter;
+            self.rate_max = self.rate_at(now);
+            self.k = (self.rate_max * (1.0 - beta) / self.c).cbrt();
+            self.last_cut = Some(now);
         }
-        self.rate
+        self.rate_at(now)
     }
 }
 
@@ -145,7 +142,7 @@ pub struct RateSettings {
 
 struct Inner {
     bucket: TokenBucket,
-    aimd: Aimd,
+    adaptive: Adaptive,
     throttles: u64,
 }
 
@@ -164,7 +161,7 @@ impl Limiter {
             adaptive: s.adaptive,
             inner: Mutex::new(Inner {
                 bucket: TokenBucket::new(s.requests_per_second, s.burst, Duration::ZERO),
-                aimd: Aimd::new(s.requests_per_second, s.min_requests_per_second),
+                adaptive: Adaptive::new(s.requests_per_second, s.min_requests_per_second),
                 throttles: 0,
             }),
         }
@@ -182,21 +179,18 @@ impl Limiter {
     pub async fn acquire(&self) -> Duration {
         loop {
             let now = self.now();
-            let wait = self.lock().bucket.take(now);
+            let wait = {
+                let mut i = self.lock();
+                if self.adaptive {
+                    let rate = i.adaptive.rate_at(now);
+                    i.bucket.set_rate(rate, now);
+                }
+                i.bucket.take(now)
+            };
             match wait {
                 Ok(()) => return now,
                 Err(wait) => tokio::time::sleep(wait).await,
             }
-        }
-    }
-
-    /// A request succeeded.
-    pub fn success(&self) {
-        if self.adaptive {
-            let now = self.now();
-            let mut i = self.lock();
-            let rate = i.aimd.on_success(now, fastrand::f64());
-            i.bucket.set_rate(rate, now);
         }
     }
 
@@ -207,7 +201,7 @@ impl Limiter {
         let mut i = self.lock();
         i.throttles += 1;
         if self.adaptive {
-            let rate = i.aimd.on_throttle(sent, now, fastrand::f64());
+            let rate = i.adaptive.on_throttle(sent, now, fastrand::f64());
             i.bucket.set_rate(rate, now);
         }
         i.bucket.drain(now);
@@ -222,7 +216,8 @@ impl Limiter {
     pub fn state(&self) -> RateState {
         let now = self.now();
         let mut i = self.lock();
-        RateState { rate: i.bucket.rate(), tokens: i.bucket.tokens(now), throttles: i.throttles }
+        let rate = if self.adaptive { i.adaptive.rate_at(now) } else { i.bucket.rate() };
+        RateState { rate, tokens: i.bucket.tokens(now), throttles: i.throttles }
     }
 }
 
@@ -268,46 +263,51 @@ mod tests {
     }
 
     #[test]
-    fn aimd_halves_once_per_burst_of_throttles_and_recovers_linearly() {
-        let mut a = Aimd::new(10.0, 0.5);
-        assert_eq!(a.on_throttle(s(0.0), s(0.1), 0.0), 5.0);
-        assert_eq!(a.on_throttle(s(0.05), s(0.3), 0.0), 5.0, "sent before the cut: same overload");
-        assert_eq!(a.on_throttle(s(0.2), s(0.5), 0.0), 2.5, "sent after the cut: a new overload");
-        // 0.1 requests/s per second (jitter 0.5): +5 in 50 s, however many requests.
-        a.on_success(s(1.0), 0.5);
-        for i in 1..=500 {
-            a.on_success(s(1.0 + i as f64 * 0.1), 0.5);
-        }
-        assert!((a.rate() - 7.5).abs() < 1e-6, "{}", a.rate());
-        let mut b = a.clone();
-        a.on_success(s(51.1), 0.5);
-        b.on_success(s(51.1), 0.5);
-        b.on_success(s(51.1), 0.5); // a second success at the same instant adds nothing
-        assert_eq!(a.rate(), b.rate());
-        for i in 0..40 {
-            a.on_success(s(52.0 + i as f64), 0.99);
-        }
-        assert_eq!(a.rate(), 10.0, "never above the ceiling");
+    fn cut_is_multiplicative_and_once_per_overload() {
+        let mut a = Adaptive::new(10.0, 0.05);
+        assert_eq!(a.rate_at(s(5.0)), 10.0, "full rate until the first throttle");
+        let after = a.on_throttle(s(0.0), s(0.1), 0.0);
+        assert!((after - 5.0).abs() < 1e-9, "{after}");
+        let again = a.on_throttle(s(0.05), s(0.11), 0.0);
+        assert!((again - 5.0).abs() < 0.1, "sent before the cut: the same overload ({again})");
+        let second = a.on_throttle(s(0.2), s(0.2), 0.0);
+        assert!(second < 3.0, "sent after the cut: a new overload ({second})");
     }
 
     #[test]
-    fn aimd_respects_floor_and_jitter_bounds() {
-        let mut a = Aimd::new(10.0, 1.0);
-        for i in 0..20 {
-            let before = a.rate();
-            let after = a.on_throttle(s(i as f64 * 2.0), s(i as f64 * 2.0), 0.999);
-            assert!(after >= 1.0);
-            assert!(after <= (before * 0.8).max(1.0) + 1e-9);
-            assert!(after >= (before * 0.5).max(1.0) - 1e-9);
+    fn recovery_returns_to_the_throttle_rate_in_k_seconds_then_probes() {
+        let mut a = Adaptive::new(10.0, 0.05);
+        a.on_throttle(s(0.0), s(0.0), 2.0 / 3.0); // beta 0.7: 10 -> 7
+        assert!((a.rate_at(s(0.0)) - 7.0).abs() < 1e-9);
+        let k = (10.0f64 * 0.3 / 0.4).cbrt(); // ≈ 1.96 s
+        assert!((a.rate_at(s(k)) - 10.0).abs() < 1e-9);
+        let mut last = 0.0;
+        for i in 0..100 {
+            let r = a.rate_at(s(i as f64 * 0.05));
+            assert!(r >= last - 1e-12, "never falls between throttles");
+            last = r;
         }
-        assert_eq!(a.rate(), 1.0);
-        let mut b = Aimd::new(10.0, 1.0);
-        b.on_throttle(s(0.0), s(0.0), 0.0);
-        b.on_success(s(1.0), 0.0);
-        let r0 = b.rate();
-        let lo = b.clone().on_success(s(2.0), 0.0) - r0;
-        let hi = b.clone().on_success(s(5.0), 0.999) - r0;
-        assert!((lo - 0.05).abs() < 1e-9 && hi < 0.15 && hi > 0.1498, "one second at most: {lo} {hi}");
+        assert!(a.rate_at(s(k * 0.5)) > 9.0, "concave: most of the way back in half the time");
+    }
+
+    #[test]
+    fn a_rate_pushed_to_the_floor_probes_back_up() {
+        let mut a = Adaptive::new(10.0, 0.05);
+        for i in 0..30 {
+            a.on_throttle(s(i as f64 * 0.001), s(i as f64 * 0.001), 0.0);
+        }
+        let low = a.rate_at(s(0.03));
+        assert!((0.05..0.06).contains(&low), "a storm of throttles: down to the floor ({low})");
+        assert!(a.rate_at(s(10.0)) > 5.0, "ten seconds without throttles: probing well above the floor");
+    }
+
+    #[test]
+    fn jitter_keeps_the_cut_between_half_and_four_fifths() {
+        for j in [0.0, 0.25, 0.5, 0.999] {
+            let mut a = Adaptive::new(10.0, 0.05);
+            let r = a.on_throttle(s(0.0), s(0.0), j);
+            assert!((5.0 - 1e-9..8.0).contains(&r), "{j}: {r}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -132,7 +132,6 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
             let wait = match result {
                 Ok(failed) => {
                     ctx.stats.request(false, false);
-                    ctx.limiter.success();
                     backoff.reset();
                     items = settle(&ctx, items, &failed);
                     if items.is_empty() {
