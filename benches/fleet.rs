@@ -125,7 +125,7 @@ fn main() {
             let total: usize = o.delivered.iter().sum();
             println!(
                 "| {} | {n} | {total} | {:.1} % | {} | {} | {}/{} | {:.3} |",
-                if naive { "naive fixed retry" } else { "agent (AIMD)" },
+                if naive { "naive fixed retry" } else { "agent (adaptive)" },
                 100.0 * total as f64 / capacity,
                 o.throttled,
                 o.requests,
