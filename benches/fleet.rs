@@ -64,7 +64,7 @@ fn start_agent(dir: &std::path::Path, hub: &Hub, agent: usize, backlog: usize, n
 fn run_fleet(rt: &tokio::runtime::Runtime, n: usize, window: Duration, naive: bool) -> Outcome {
     let hub = rt
         .block_on(Hub::start(Options {
-            credentials: Some(Credentials { access_key: "AKIDFLEET".into(), secret_key: "fleet".into() }),
+            credentials: vec![Credentials { access_key: "AKIDFLEET".into(), secret_key: "fleet".into() }],
             quota: Some(QUOTA),
             ..Options::default()
         }))

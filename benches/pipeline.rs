@@ -74,7 +74,7 @@ fn proc_stats(pid: u32) -> Option<(u64, Duration)> {
 fn run_agent(rt: &tokio::runtime::Runtime, n: usize) -> Run {
     let hub = rt
         .block_on(Hub::start(Options {
-            credentials: Some(Credentials { access_key: "AKIDBENCH".into(), secret_key: "bench".into() }),
+            credentials: vec![Credentials { access_key: "AKIDBENCH".into(), secret_key: "bench".into() }],
             ..Options::default()
         }))
         .unwrap();

@@ -7,5 +7,6 @@ pub mod decode; // bytes -> findings: detection, streamed ASFF, scanner converte
 pub mod finding; // one finding: raw JSON + the fields we read; defaults, validation, Id
 pub mod pipeline; // bounded queue, batcher, acknowledgements, the assembled run
 pub mod hub; // Security Hub: SDK call, rate limit, retry policy, sender
+pub mod identity; // Region, account and instance from IMDSv2
 pub mod service; // signals
 pub mod validate; // the validate command: decode and check without sending

@@ -63,10 +63,10 @@ async fn sdk_get_findings_pages_through_what_was_imported() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unsigned_and_wrongly_signed_requests_are_refused() {
     let hub = Hub::start(Options {
-        credentials: Some(hubsim::Credentials {
+        credentials: vec![hubsim::Credentials {
             access_key: ACCESS_KEY.into(),
             secret_key: SECRET_KEY.into(),
-        }),
+        }],
         ..Options::default()
     })
     .await

@@ -18,7 +18,10 @@ use crate::config::DestinationConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No Region in config, environment or profile.
-    #[error("no AWS Region: set [destination].region in the config, or AWS_REGION in the environment")]
+    #[error(
+        "no AWS Region: set [destination].region in the config or AWS_REGION in the environment, \
+         or run on EC2 with instance metadata (IMDSv2) reachable"
+    )]
     NoRegion,
 }
 

@@ -10,14 +10,17 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::config::Config;
+use std::time::Duration;
+
+use crate::config::{Config, DestinationConfig};
 use crate::decode::{self, build::Context};
 use crate::finding::Defaults;
 use crate::hub::client::{ClientError, HubClient};
 use crate::hub::rate::RateSettings;
 use crate::hub::sender::{self, SenderSettings};
+use crate::identity::{self, IdentityError};
 use crate::spool::finish::{self, Claims, Dirs};
 use crate::spool::{Reader, WatchError};
 use stats::Snapshot;
@@ -52,11 +55,12 @@ pub enum RunError {
 
 /// Runs the pipeline until `shutdown` (or, with [`Mode::Once`], until the spool is drained).
 pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Result<Snapshot, RunError> {
-    let client = HubClient::connect(&config.destination, config.retry.request_timeout).await?;
+    let destination = resolve_destination(&config.destination).await;
+    let client = HubClient::connect(&destination, config.retry.request_timeout).await?;
     let defaults = Defaults {
         region: client.region().to_owned(),
-        account_id: config.destination.account_id.clone(),
-        product_arn: config.destination.product_arn.clone(),
+        account_id: destination.account_id.clone(),
+        product_arn: destination.product_arn.clone(),
     };
     let dirs = Dirs {
         failed: config.spool.failed_dir(),
@@ -105,7 +109,7 @@ pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Re
             context: Context::for_host(
                 &defaults.region,
                 defaults.account_id.as_deref(),
-                config.destination.instance_id.as_deref(),
+                destination.instance_id.as_deref(),
                 &hostname(),
                 String::new(),
             ),
@@ -135,6 +139,26 @@ pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Re
     let _ = tokio::task::spawn_blocking(move || acknowledger.join()).await;
     read?;
     Ok(stats.snapshot())
+}
+
+/// The configured destination, with Region, account and instance id filled in from the EC2
+/// instance identity document where the configuration leaves them out.
+pub async fn resolve_destination(configured: &DestinationConfig) -> DestinationConfig {
+    let mut d = configured.clone();
+    if d.region.is_some() && d.account_id.is_some() && d.instance_id.is_some() {
+        return d;
+    }
+    match identity::instance_identity(Duration::from_secs(2)).await {
+        Ok(id) => {
+            info!(region = %id.region, account = %id.account_id, instance = %id.instance_id, "instance identity from IMDSv2");
+            d.region.get_or_insert(id.region);
+            d.account_id.get_or_insert(id.account_id);
+            d.instance_id.get_or_insert(id.instance_id);
+        }
+        Err(IdentityError::Disabled) => {}
+        Err(e) => warn!(error = %e, "no instance identity; using the configuration and the SDK's chains"),
+    }
+    d
 }
 
 /// This machine's host name, for the default resource of scanner findings.

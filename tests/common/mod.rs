@@ -27,8 +27,9 @@ impl Env {
     }
 
     pub async fn with_options(mut options: Options) -> Env {
-        options.credentials =
-            Some(Credentials { access_key: ACCESS_KEY.into(), secret_key: SECRET_KEY.into() });
+        options
+            .credentials
+            .push(Credentials { access_key: ACCESS_KEY.into(), secret_key: SECRET_KEY.into() });
         let hub = Hub::start(options).await.expect("hubsim starts");
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("spool");

@@ -6,6 +6,7 @@
 //! and inject faults, and records every accepted finding.
 #![forbid(unsafe_code)]
 
+pub mod imds;
 mod server;
 pub mod sigv4;
 
@@ -66,8 +67,9 @@ pub struct Quota {
 /// How to run the stand-in.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Verify signatures with these credentials; without, only the header's presence is checked.
-    pub credentials: Option<Credentials>,
+    /// Verify signatures made with any of these credentials; when empty, only the header's
+    /// presence and form are checked.
+    pub credentials: Vec<Credentials>,
     /// Enforce a request quota.
     pub quota: Option<Quota>,
     /// Inject faults.
@@ -101,6 +103,8 @@ pub struct Stats {
     pub max_concurrent: u64,
     /// Most findings seen in one valid request.
     pub largest_request: u64,
+    /// Requests with a verified signature, by access key id.
+    pub signed_by: std::collections::BTreeMap<String, u64>,
 }
 
 /// A stored finding: its text as received, and the `UpdatedAt` that decides later updates.

@@ -72,7 +72,7 @@ async fn main() -> std::io::Result<()> {
         .zip(args.secret_key)
         .map(|(access_key, secret_key)| Credentials { access_key, secret_key });
     let options = Options {
-        credentials,
+        credentials: credentials.into_iter().collect(),
         quota: args.quota,
         faults: Faults { request_rate: args.fault_rate, request_kinds: args.faults, ..Faults::default() },
         seed: args.seed,

@@ -96,7 +96,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         .collect();
     let creds = state.options.lock().unwrap().credentials.clone();
     let query = parts.uri.query().unwrap_or("");
-    if let Err(e) = sigv4::verify(parts.method.as_str(), &path, query, &headers, &body, creds.as_ref()) {
+    let verified = sigv4::verify_any(parts.method.as_str(), &path, query, &headers, &body, &creds);
+    if let Ok(Some(key)) = &verified {
+        *state.stats.lock().unwrap().signed_by.entry(key.clone()).or_default() += 1;
+    }
+    if let Err(e) = verified {
         state.stats.lock().unwrap().bad_signatures += 1;
         let (code, msg) = match e {
             sigv4::SigError::Missing => {

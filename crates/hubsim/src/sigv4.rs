@@ -101,6 +101,30 @@ pub fn verify(
     if expected == signature { Ok(()) } else { Err(SigError::Mismatch) }
 }
 
+/// Verifies against each of `creds` (by access key id); `Ok(Some(key))` names the key that
+/// signed, `Ok(None)` means nothing was checked beyond the header's form (no credentials given).
+pub fn verify_any(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    creds: &[Credentials],
+) -> Result<Option<String>, SigError> {
+    if creds.is_empty() {
+        return verify(method, path, query, headers, body, None).map(|()| None);
+    }
+    let mut last = SigError::Missing;
+    for c in creds {
+        match verify(method, path, query, headers, body, Some(c)) {
+            Ok(()) => return Ok(Some(c.access_key.clone())),
+            Err(SigError::UnknownKey(k)) => last = SigError::UnknownKey(k),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
