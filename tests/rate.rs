@@ -39,5 +39,6 @@ async fn a_sender_that_overshoots_the_quota_backs_off_and_delivers_everything() 
     let stats = env.hub.stats();
     eprintln!("{stats:?}");
     assert!(stats.throttled >= 1, "the quota was hit");
+    assert!(log.contains("throttled by Security Hub; sending slower"), "the cut is logged with the new rate");
     assert!(stats.throttled < stats.requests - stats.throttled, "throttles stay a minority: {stats:?}");
 }

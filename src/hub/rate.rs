@@ -196,10 +196,12 @@ impl Limiter {
 
     /// A request sent at `sent` was throttled; `retry_after` from the response, if any, empties
     /// the bucket for that long.
-    pub fn throttled(&self, sent: Duration, retry_after: Option<Duration>) {
+    /// Returns the state after, and whether this throttle cut the rate (for the log).
+    pub fn throttled(&self, sent: Duration, retry_after: Option<Duration>) -> (RateState, bool) {
         let now = self.now();
         let mut i = self.lock();
         i.throttles += 1;
+        let before = i.bucket.rate();
         if self.adaptive {
             let rate = i.adaptive.on_throttle(sent, now, fastrand::f64());
             i.bucket.set_rate(rate, now);
@@ -210,6 +212,8 @@ impl Limiter {
             let rate = i.bucket.rate();
             i.bucket.tokens -= wait.as_secs_f64() * rate;
         }
+        let state = RateState { rate: i.bucket.rate(), tokens: i.bucket.tokens(now), throttles: i.throttles };
+        (state, i.bucket.rate() < before)
     }
 
     /// The current state.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::client::{FailedFinding, HubClient, RequestFailure};
 use super::rate::{Limiter, RateSettings};
@@ -143,7 +143,15 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
                 Err(failure) => {
                     ctx.stats.request(true, failure.verdict == Verdict::Throttled);
                     if failure.verdict == Verdict::Throttled {
-                        ctx.limiter.throttled(sent, failure.retry_after);
+                        let (state, cut) = ctx.limiter.throttled(sent, failure.retry_after);
+                        if cut {
+                            info!(
+                                rate = format!("{:.2}", state.rate),
+                                tokens = format!("{:.1}", state.tokens),
+                                throttles = state.throttles,
+                                "throttled by Security Hub; sending slower"
+                            );
+                        }
                     }
                     match failure.verdict {
                         Verdict::BadRequest if items.len() > 1 => {
