@@ -12,8 +12,12 @@ use hubsim::{Credentials, Hub, Options, Quota};
 
 const QUOTA: Quota = Quota { rate: 10.0, burst: 30.0 };
 const PER_REQUEST: usize = 100;
+/// Goodput is also reported from this point on, past the first burst and process start.
+const WARMUP: Duration = Duration::from_secs(5);
 
 struct Outcome {
+    /// Findings stored by hubsim after the warm-up (the first burst and process start).
+    after_warmup: usize,
     delivered: Vec<usize>,
     throttled: u64,
     requests: u64,
@@ -75,8 +79,12 @@ fn run_fleet(rt: &tokio::runtime::Runtime, n: usize, window: Duration, naive: bo
     let backlog = (fair_requests * 2.0).ceil() as usize * PER_REQUEST;
     let mut agents: Vec<Child> = (0..n).map(|a| start_agent(dir.path(), &hub, a, backlog, naive)).collect();
     let start = Instant::now();
+    let mut at_warmup = None;
     while start.elapsed() < window {
         std::thread::sleep(Duration::from_millis(50));
+        if at_warmup.is_none() && start.elapsed() >= WARMUP {
+            at_warmup = Some(hub.stats().accepted as usize);
+        }
     }
     let findings = hub.findings();
     let stats = hub.stats();
@@ -89,7 +97,8 @@ fn run_fleet(rt: &tokio::runtime::Runtime, n: usize, window: Duration, naive: bo
         let agent: usize = f["Id"].as_str().unwrap().split('/').nth(1).unwrap().parse().unwrap();
         delivered[agent] += 1;
     }
-    Outcome { delivered, throttled: stats.throttled, requests: stats.requests }
+    let after_warmup = stats.accepted as usize - at_warmup.unwrap_or(0);
+    Outcome { after_warmup, delivered, throttled: stats.throttled, requests: stats.requests }
 }
 
 fn jain(x: &[usize]) -> f64 {
@@ -117,16 +126,21 @@ fn main() {
         QUOTA.burst,
         window.as_secs()
     );
-    println!("| sender | agents | delivered | % of quota | 429s | requests | min/max per agent | Jain |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let steady_capacity = QUOTA.rate * (window - WARMUP).as_secs_f64() * PER_REQUEST as f64;
+    println!(
+        "| sender | agents | delivered | % of quota | % of quota after {} s | 429s | requests | min/max per agent | Jain |",
+        WARMUP.as_secs()
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         for naive in [false, true] {
             let o = run_fleet(&rt, n, window, naive);
             let total: usize = o.delivered.iter().sum();
             println!(
-                "| {} | {n} | {total} | {:.1} % | {} | {} | {}/{} | {:.3} |",
+                "| {} | {n} | {total} | {:.1} % | {:.1} % | {} | {} | {}/{} | {:.3} |",
                 if naive { "naive fixed retry" } else { "agent (adaptive)" },
                 100.0 * total as f64 / capacity,
+                100.0 * o.after_warmup as f64 / steady_capacity,
                 o.throttled,
                 o.requests,
                 o.delivered.iter().min().unwrap(),

@@ -81,7 +81,12 @@ fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         service::cancel_on_signals(shutdown.clone()).context("installing signal handlers")?;
-        let summary = pipeline::run(&config, mode, shutdown).await?;
+        let observe = pipeline::Observe::default();
+        let systemd = tokio::spawn(service::systemd(observe.clone(), shutdown.clone()));
+        let result = pipeline::run(&config, mode, shutdown.clone(), observe).await;
+        shutdown.cancel();
+        let _ = systemd.await;
+        let summary = result?;
         tracing::info!(
             files_finished = summary.files_finished,
             files_quarantined = summary.files_quarantined,

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -54,6 +55,7 @@ pub async fn run(
     mut rx: QueueRx,
     settings: SenderSettings,
     stats: Arc<Stats>,
+    heartbeat: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) {
     let mut batcher: Batcher<Queued> = Batcher::new(settings.max_findings, MAX_BODY_BYTES);
@@ -71,6 +73,7 @@ pub async fn run(
         sleep(grace).await;
     };
     tokio::pin!(grace_over);
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
     loop {
         while in_flight.len() < max_in_flight {
             let Some(items) = ready.pop_front() else {
@@ -88,6 +91,9 @@ pub async fn run(
                 warn!(requests_in_flight = in_flight.len(), unsettled, "shutdown grace period over; unsent findings stay in the spool");
                 in_flight.abort_all();
                 break;
+            }
+            _ = beat.tick() => {
+                heartbeat.fetch_add(1, Ordering::Relaxed);
             }
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Err(e) = joined {

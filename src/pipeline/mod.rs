@@ -53,8 +53,24 @@ pub enum RunError {
     Spool(#[from] WatchError),
 }
 
+/// What the service layer (systemd notify, watchdog, status) sees of a running pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct Observe {
+    /// The counters.
+    pub stats: Arc<stats::Stats>,
+    /// Notified once the spool is watched and scanned.
+    pub ready: Arc<tokio::sync::Notify>,
+    /// Bumped every second by the sending loop; a stuck loop stops bumping it.
+    pub heartbeat: Arc<std::sync::atomic::AtomicU64>,
+}
+
 /// Runs the pipeline until `shutdown` (or, with [`Mode::Once`], until the spool is drained).
-pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Result<Snapshot, RunError> {
+pub async fn run(
+    config: &Config,
+    mode: Mode,
+    shutdown: CancellationToken,
+    observe: Observe,
+) -> Result<Snapshot, RunError> {
     let destination = resolve_destination(&config.destination).await;
     let client = HubClient::connect(&destination, config.retry.request_timeout).await?;
     let defaults = Defaults {
@@ -70,7 +86,7 @@ pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Re
     dirs.prepare().map_err(|source| RunError::Dirs { path: dirs.failed.clone(), source })?;
     info!(region = %client.region(), spool = %config.spool.dir.display(), ?mode, "starting");
 
-    let stats = Arc::new(stats::Stats::default());
+    let stats = observe.stats.clone();
     let claims = Claims::default();
     let (events, events_rx) = mpsc::unbounded_channel();
     let acknowledger = {
@@ -97,7 +113,14 @@ pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Re
             min_requests_per_second: config.rate.min_requests_per_second,
         },
     };
-    let sending = tokio::spawn(sender::run(client, queue_rx, settings, stats.clone(), shutdown.clone()));
+    let sending = tokio::spawn(sender::run(
+        client,
+        queue_rx,
+        settings,
+        stats.clone(),
+        observe.heartbeat.clone(),
+        shutdown.clone(),
+    ));
 
     let reader = Reader {
         dir: config.spool.dir.clone(),
@@ -125,7 +148,7 @@ pub async fn run(config: &Config, mode: Mode, shutdown: CancellationToken) -> Re
     };
     let read = match mode {
         Mode::Once => reader.drain_once(shutdown.clone()).await,
-        Mode::Watch => reader.watch(shutdown.clone()).await,
+        Mode::Watch => reader.watch(shutdown.clone(), observe.ready.clone()).await,
     };
     if let Err(e) = &read {
         error!(error = %e, "the spool reader failed; stopping");

@@ -97,8 +97,13 @@ impl Reader {
         Ok(())
     }
 
-    /// Watches the directory and reads files as they arrive, until `shutdown`.
-    pub async fn watch(self, shutdown: CancellationToken) -> Result<(), WatchError> {
+    /// Watches the directory and reads files as they arrive, until `shutdown`. `ready` is
+    /// notified once the directory is watched and has been scanned.
+    pub async fn watch(
+        self,
+        shutdown: CancellationToken,
+        ready: Arc<tokio::sync::Notify>,
+    ) -> Result<(), WatchError> {
         let (_watcher, mut signals) = watch::start(&self.dir)?;
         let reader = Arc::new(self);
         let mut pending = Pending::default();
@@ -120,6 +125,7 @@ impl Reader {
                         error!(dir = %reader.dir.display(), error = %e, "cannot scan the spool")
                     }
                 }
+                ready.notify_one();
             }
             while let Ok(signal) = signals.try_recv() {
                 match signal {
