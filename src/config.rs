@@ -67,6 +67,8 @@ pub struct Config {
     pub formats: FormatsConfig,
     /// Stopping.
     pub shutdown: ShutdownConfig,
+    /// The status file `securityhub-agent status` reads.
+    pub status: StatusConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -253,6 +255,26 @@ impl FormatsConfig {
     /// The forced format for a file name, if a pattern matches (first match wins).
     pub fn forced(&self, name: &str) -> Option<crate::decode::Format> {
         self.force.iter().find(|f| crate::decode::detect::glob_match(&f.pattern, name)).map(|f| f.format)
+    }
+}
+
+/// `[status]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// Where the daemon writes its status report (in its state directory).
+    pub path: PathBuf,
+    /// How often.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("/var/lib/securityhub-agent/status.json"),
+            interval: Duration::from_secs(5),
+        }
     }
 }
 

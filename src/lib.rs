@@ -8,5 +8,6 @@ pub mod finding; // one finding: raw JSON + the fields we read; defaults, valida
 pub mod pipeline; // bounded queue, batcher, acknowledgements, the assembled run
 pub mod hub; // Security Hub: SDK call, rate limit, retry policy, sender
 pub mod identity; // Region, account and instance from IMDSv2
-pub mod service; // signals
+pub mod service; // signals, systemd notify and watchdog
+pub mod status; // the status file and its rendering
 pub mod validate; // the validate command: decode and check without sending

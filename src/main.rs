@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use securityhub_agent::config::{self, Config};
 use securityhub_agent::pipeline::{self, Mode};
-use securityhub_agent::{service, validate};
+use securityhub_agent::{service, status, validate};
 use tokio_util::sync::CancellationToken;
 
 /// Delivers security-scanner findings from a spool directory to AWS Security Hub.
@@ -44,6 +44,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "summary")]
         output: validate::Output,
     },
+    /// Show what the running daemon reports: backlog, rate, last delivery, last error.
+    /// Exits non-zero when there is no recent report (the daemon is not running or is stuck).
+    Status {
+        /// Configuration file (for the status file's path).
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Print the raw JSON report instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the configuration file and exit (non-zero with the reason if it is wrong).
     CheckConfig {
         /// Configuration file.
@@ -57,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, once } => run(&config, if once { Mode::Once } else { Mode::Watch }),
         Command::Validate { files, config, output } => validate_files(&files, config.as_deref(), output),
+        Command::Status { config, json } => show_status(&config, json),
         Command::CheckConfig { config } => {
             Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
         }
@@ -127,6 +138,23 @@ fn validate_files(
             totals.rejected,
             totals.failed_files
         );
+    }
+    Ok(())
+}
+
+fn show_status(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let path = &config.status.path;
+    let report = status::read(path)
+        .with_context(|| format!("no status report at {} (is the daemon running?)", path.display()))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", status::render(&report, now));
+    }
+    if status::is_stale(&report, now) {
+        anyhow::bail!("the status report is stale");
     }
     Ok(())
 }

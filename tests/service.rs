@@ -91,3 +91,49 @@ fn unit_file_verifies_and_scores_at_most_2_0() {
     eprintln!("systemd-analyze security exposure: {score}");
     assert!(score <= 2.0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_a_stalled_security_hub_within_seconds() {
+    let env = Env::new().await;
+    let config = env.config("");
+    let mut child = env.spawn(&config);
+    env.drop_file("first.json", serde_json::json!(findings("s", 3)).to_string().as_bytes());
+    assert_eq!(env.hub.wait_for(3, Duration::from_secs(20)).await, 3);
+    let status = |args: &'static [&'static str]| {
+        let mut a = vec!["status", "--config", config.to_str().unwrap()];
+        a.extend_from_slice(args);
+        env.agent(&a).output()
+    };
+    // Healthy: delivered, no error.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = status(&[]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("running (pid") && text.contains("3 accepted") && text.contains("last error:     none"),
+        "{text}"
+    );
+
+    // Security Hub stalls: requests time out (2 s in the test config); status says so.
+    env.hub.set_stalled(true);
+    env.drop_file("second.json", serde_json::json!(findings("t", 2)).to_string().as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = status(&["--json"]).await.unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let error = report["counters"]["last_error"][1].as_str().unwrap_or_default().to_owned();
+        if error.contains("timeout") || error.contains("timed out") {
+            assert_eq!(report["backlog_files"], 1, "{report}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no error in status: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.kill().await.unwrap();
+    child.wait().await.unwrap();
+    // Stale after three intervals, counted in whole seconds (at least 1 s each).
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    let out = status(&[]).await.unwrap();
+    assert!(!out.status.success(), "a stopped daemon's report goes stale");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT RUNNING or stuck"));
+}

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::client::{FailedFinding, HubClient, RequestFailure};
 use super::rate::{Limiter, RateSettings};
 use super::retry::{Backoff, Verdict, finding_error_is_transient};
+use crate::pipeline::Observe;
 use crate::pipeline::ack::DeadLetter;
 use crate::pipeline::batch::{self, Batcher, MAX_BODY_BYTES};
 use crate::pipeline::queue::{QueueRx, Queued};
@@ -54,10 +55,10 @@ pub async fn run(
     client: HubClient,
     mut rx: QueueRx,
     settings: SenderSettings,
-    stats: Arc<Stats>,
-    heartbeat: Arc<AtomicU64>,
+    observe: Observe,
     shutdown: CancellationToken,
 ) {
+    let stats = observe.stats.clone();
     let mut batcher: Batcher<Queued> = Batcher::new(settings.max_findings, MAX_BODY_BYTES);
     let max_in_flight = settings.max_in_flight;
     let flush_interval = settings.flush_interval;
@@ -93,7 +94,8 @@ pub async fn run(
                 break;
             }
             _ = beat.tick() => {
-                heartbeat.fetch_add(1, Ordering::Relaxed);
+                observe.heartbeat.fetch_add(1, Ordering::Relaxed);
+                observe.rate.store(ctx.limiter.state().rate.to_bits(), Ordering::Relaxed);
             }
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Err(e) = joined {
@@ -148,6 +150,7 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
                 }
                 Err(failure) => {
                     ctx.stats.request(true, failure.verdict == Verdict::Throttled);
+                    ctx.stats.failed(&failure.message);
                     if failure.verdict == Verdict::Throttled {
                         let (state, cut) = ctx.limiter.throttled(sent, failure.retry_after);
                         if cut {

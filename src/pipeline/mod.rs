@@ -23,6 +23,7 @@ use crate::hub::sender::{self, SenderSettings};
 use crate::identity::{self, IdentityError};
 use crate::spool::finish::{self, Claims, Dirs};
 use crate::spool::{Reader, WatchError};
+use crate::status;
 use stats::Snapshot;
 
 /// Keep watching, or read what is there and stop.
@@ -62,6 +63,8 @@ pub struct Observe {
     pub ready: Arc<tokio::sync::Notify>,
     /// Bumped every second by the sending loop; a stuck loop stops bumping it.
     pub heartbeat: Arc<std::sync::atomic::AtomicU64>,
+    /// The allowed request rate (f64 bits), updated every second by the sending loop.
+    pub rate: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Runs the pipeline until `shutdown` (or, with [`Mode::Once`], until the spool is drained).
@@ -113,14 +116,9 @@ pub async fn run(
             min_requests_per_second: config.rate.min_requests_per_second,
         },
     };
-    let sending = tokio::spawn(sender::run(
-        client,
-        queue_rx,
-        settings,
-        stats.clone(),
-        observe.heartbeat.clone(),
-        shutdown.clone(),
-    ));
+    let sending = tokio::spawn(sender::run(client, queue_rx, settings, observe.clone(), shutdown.clone()));
+    let reporting =
+        tokio::spawn(report_status(config.clone(), budget.clone(), observe.clone(), shutdown.clone()));
 
     let reader = Reader {
         dir: config.spool.dir.clone(),
@@ -158,6 +156,7 @@ pub async fn run(
     if let Err(e) = sending.await {
         error!(error = %e, "the sender failed");
     }
+    reporting.abort();
     // Every ticket is closed now; the acknowledger ends when its last event is handled.
     let _ = tokio::task::spawn_blocking(move || acknowledger.join()).await;
     read?;
@@ -182,6 +181,40 @@ pub async fn resolve_destination(configured: &DestinationConfig) -> DestinationC
         Err(e) => warn!(error = %e, "no instance identity; using the configuration and the SDK's chains"),
     }
     d
+}
+
+/// Writes the status file every `status.interval` until shutdown.
+async fn report_status(config: Config, budget: queue::Budget, observe: Observe, shutdown: CancellationToken) {
+    use std::sync::atomic::Ordering;
+    let mut tick = tokio::time::interval(config.status.interval);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = std::time::SystemTime::now();
+        let (backlog_files, backlog_bytes, oldest_file_age_s) = status::backlog(&config.spool.dir, now);
+        let report = status::Report {
+            pid: std::process::id(),
+            written_unix: now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            interval_s: config.status.interval.as_secs().max(1),
+            backlog_files,
+            backlog_bytes,
+            oldest_file_age_s,
+            in_memory_findings: config.queue.max_findings.saturating_sub(budget.free_findings()) as u64,
+            rate: f64::from_bits(observe.rate.load(Ordering::Relaxed)),
+            counters: observe.stats.snapshot(),
+        };
+        match status::write(&config.status.path, &report) {
+            Ok(()) => warned = false,
+            Err(e) if !warned => {
+                warn!(path = %config.status.path.display(), error = %e, "cannot write the status file");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// This machine's host name, for the default resource of scanner findings.

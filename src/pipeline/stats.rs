@@ -16,11 +16,17 @@ pub struct Stats {
     requests: AtomicU64,
     requests_failed: AtomicU64,
     throttles: AtomicU64,
+    last_delivery: AtomicU64,
+    last_error: Mutex<Option<(u64, String)>>,
     rejected: Mutex<BTreeMap<String, u64>>,
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// A copy of the counters at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// Files whose findings were all settled and which were deleted or moved.
     pub files_finished: u64,
@@ -40,6 +46,10 @@ pub struct Snapshot {
     pub requests_failed: u64,
     /// Requests refused for throttling.
     pub throttles: u64,
+    /// When Security Hub last accepted a request (Unix seconds; 0: never).
+    pub last_delivery_unix: u64,
+    /// The last failed request: when (Unix seconds) and what was said.
+    pub last_error: Option<(u64, String)>,
 }
 
 impl Stats {
@@ -80,6 +90,15 @@ impl Stats {
         self.requests.fetch_add(1, Relaxed);
         self.requests_failed.fetch_add(u64::from(failed), Relaxed);
         self.throttles.fetch_add(u64::from(throttled), Relaxed);
+        if !failed {
+            self.last_delivery.store(unix_now(), Relaxed);
+        }
+    }
+
+    /// Remembers the last request failure, for `status`.
+    pub fn failed(&self, message: &str) {
+        let short: String = message.chars().take(500).collect();
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((unix_now(), short));
     }
 
     /// The counters now.
@@ -94,6 +113,8 @@ impl Stats {
             requests: self.requests.load(Relaxed),
             requests_failed: self.requests_failed.load(Relaxed),
             throttles: self.throttles.load(Relaxed),
+            last_delivery_unix: self.last_delivery.load(Relaxed),
+            last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }

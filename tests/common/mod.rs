@@ -65,8 +65,12 @@ grace = "1s"
 [rate]
 requests_per_second = 1000.0
 burst = 1000
+[status]
+path = "{status}"
+interval = "200ms"
 "#,
             spool = self.spool.display(),
+            status = self.dir.path().join("status.json").display(),
             endpoint = self.hub.endpoint(),
         );
         let mut table: toml::Table = base.parse().unwrap();

@@ -1,0 +1,163 @@
+//! The status file: the daemon writes a small JSON report every few seconds (atomically, into
+//! its state directory); `securityhub-agent status` reads and explains it. The first thing to run
+//! when something is wrong.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::stats::Snapshot;
+
+/// What the daemon reports about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Process id.
+    pub pid: u32,
+    /// When this report was written (Unix seconds).
+    pub written_unix: u64,
+    /// Seconds between reports, for staleness checks.
+    pub interval_s: u64,
+    /// Files waiting in the spool, and the age of the oldest (seconds).
+    pub backlog_files: u64,
+    /// Bytes waiting in the spool.
+    pub backlog_bytes: u64,
+    /// Age of the oldest waiting file, seconds.
+    pub oldest_file_age_s: u64,
+    /// Findings held in memory (queued, in a request or waiting for a retry).
+    pub in_memory_findings: u64,
+    /// Current allowed request rate (requests/s).
+    pub rate: f64,
+    /// The counters since start.
+    pub counters: Snapshot,
+}
+
+/// Spool backlog: (files, bytes, age of the oldest in seconds); agent subdirectories excluded.
+pub fn backlog(dir: &Path, now: std::time::SystemTime) -> (u64, u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0, 0) };
+    let (mut files, mut bytes, mut oldest) = (0, 0, 0);
+    for e in entries.flatten() {
+        if !crate::spool::scan::is_candidate(&e.file_name()) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        files += 1;
+        bytes += meta.len();
+        let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).map_or(0, |d| d.as_secs());
+        oldest = oldest.max(age);
+    }
+    (files, bytes, oldest)
+}
+
+/// Writes `report` to `path` atomically (temporary file, then rename).
+pub fn write(path: &Path, report: &Report) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(report)?)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Reads a report.
+pub fn read(path: &Path) -> std::io::Result<Report> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}
+
+fn ago(now: u64, then: u64) -> String {
+    if then == 0 {
+        return "never".into();
+    }
+    let d = Duration::from_secs(now.saturating_sub(then));
+    format!("{} ago", humantime::format_duration(d))
+}
+
+/// Whether the report is older than three intervals (the daemon is gone or stuck).
+pub fn is_stale(report: &Report, now_unix: u64) -> bool {
+    now_unix.saturating_sub(report.written_unix) > 3 * report.interval_s.max(1)
+}
+
+/// The human-readable explanation of a report at `now_unix`.
+pub fn render(r: &Report, now_unix: u64) -> String {
+    let c = &r.counters;
+    let rejected: u64 = c.rejected.values().sum();
+    let mut out = String::new();
+    let state = if is_stale(r, now_unix) {
+        format!("NOT RUNNING or stuck: the last report is {}", ago(now_unix, r.written_unix))
+    } else {
+        format!("running (pid {}), report {}", r.pid, ago(now_unix, r.written_unix))
+    };
+    out.push_str(&format!("securityhub-agent: {state}\n"));
+    out.push_str(&format!(
+        "backlog:        {} files, {} bytes in the spool (oldest {}s); {} findings in memory\n",
+        r.backlog_files, r.backlog_bytes, r.oldest_file_age_s, r.in_memory_findings
+    ));
+    out.push_str(&format!("last delivery:  {}\n", ago(now_unix, c.last_delivery_unix)));
+    match &c.last_error {
+        Some((when, msg)) => out.push_str(&format!("last error:     {} — {msg}\n", ago(now_unix, *when))),
+        None => out.push_str("last error:     none\n"),
+    }
+    out.push_str(&format!(
+        "rate:           {:.2} requests/s allowed; {} throttled so far\n",
+        r.rate, c.throttles
+    ));
+    out.push_str(&format!(
+        "findings:       {} decoded, {} accepted, {} dead-lettered, {} sent again\n",
+        c.findings_decoded, c.findings_accepted, rejected, c.findings_retried
+    ));
+    for (code, n) in &c.rejected {
+        out.push_str(&format!("  dead-lettered {code}: {n}\n"));
+    }
+    out.push_str(&format!(
+        "files:          {} finished, {} quarantined; requests: {} sent, {} failed\n",
+        c.files_finished, c.files_quarantined, c.requests, c.requests_failed
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            pid: 42,
+            written_unix: 1000,
+            interval_s: 5,
+            backlog_files: 2,
+            backlog_bytes: 300,
+            oldest_file_age_s: 7,
+            in_memory_findings: 10,
+            rate: 9.5,
+            counters: Snapshot {
+                last_delivery_unix: 990,
+                last_error: Some((995, "503 ServiceUnavailable".into())),
+                ..Snapshot::default()
+            },
+        }
+    }
+
+    #[test]
+    fn renders_the_questions_an_operator_asks() {
+        let text = render(&report(), 1002);
+        assert!(text.contains("running (pid 42), report 2s ago"), "{text}");
+        assert!(text.contains("2 files, 300 bytes"), "{text}");
+        assert!(text.contains("last delivery:  12s ago"), "{text}");
+        assert!(text.contains("last error:     7s ago — 503 ServiceUnavailable"), "{text}");
+    }
+
+    #[test]
+    fn an_old_report_says_the_daemon_is_not_running() {
+        assert!(render(&report(), 1100).contains("NOT RUNNING or stuck"));
+        assert!(!is_stale(&report(), 1014) && is_stale(&report(), 1016));
+    }
+
+    #[test]
+    fn written_reports_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        write(&path, &report()).unwrap();
+        assert_eq!(read(&path).unwrap(), report());
+    }
+}
