@@ -83,7 +83,7 @@ fn main() -> ExitCode {
 
 fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -159,13 +159,13 @@ fn show_status(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+fn init_logging(log: &config::LogConfig) {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.format {
+        config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }

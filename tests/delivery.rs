@@ -281,3 +281,17 @@ async fn bad_config_fails_at_start_with_file_line_and_key() {
         env.agent(&["check-config", "--config", env.config("").to_str().unwrap()]).output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_have_one_object_per_line_and_a_line_per_finished_file() {
+    let env = Env::new().await;
+    env.drop_file("logged.json", json!(findings("l", 2)).to_string().as_bytes());
+    let (ok, log) = env.run_once(&env.config("[log]\nformat = \"json\"")).await;
+    assert!(ok, "{log}");
+    let lines: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let finished = lines.iter().find(|l| l["message"] == "finished").expect("a line per finished file");
+    assert!(finished["file"].as_str().unwrap().ends_with("logged.json"));
+    assert_eq!((finished["accepted"].as_u64(), finished["rejected"].as_u64()), (Some(2), Some(0)));
+    assert!(!log.contains(SECRET_KEY), "credentials never logged");
+}
