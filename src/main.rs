@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use securityhub_agent::config::{self, Config};
 use securityhub_agent::pipeline::{self, Mode};
 use securityhub_agent::{service, status, validate};
@@ -54,6 +54,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Deliver these files now through the same pipeline (any supported format), then exit.
+    /// The files are copied, not moved; rejected findings and undecodable files are reported
+    /// under `--failed-dir`. Exits non-zero if anything was rejected.
+    Send {
+        /// Files to deliver.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Configuration file (destination, rate, formats); the default path is used when it exists.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where reports of rejected findings and undecodable files go.
+        #[arg(long, default_value = "securityhub-agent-failed")]
+        failed_dir: PathBuf,
+    },
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
     /// Check the configuration file and exit (non-zero with the reason if it is wrong).
     CheckConfig {
         /// Configuration file.
@@ -68,6 +91,15 @@ fn main() -> ExitCode {
         Command::Run { config, once } => run(&config, if once { Mode::Once } else { Mode::Watch }),
         Command::Validate { files, config, output } => validate_files(&files, config.as_deref(), output),
         Command::Status { config, json } => show_status(&config, json),
+        Command::Send { files, config, failed_dir } => send(&files, config.as_deref(), &failed_dir),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "securityhub-agent", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf).map_err(Into::into)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into)
+        }
         Command::CheckConfig { config } => {
             Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
         }
@@ -84,6 +116,54 @@ fn main() -> ExitCode {
 fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     init_logging(&config.log);
+    run_pipeline(config, mode).map(|_| ())
+}
+
+/// Config at `path`, else at the default path when it exists, else the defaults.
+fn config_or_default(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let default = std::path::Path::new(config::DEFAULT_PATH);
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None if default.exists() => Config::load(default)?,
+        None => Config::default(),
+    })
+}
+
+fn send(
+    files: &[PathBuf],
+    config: Option<&std::path::Path>,
+    failed_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut config = config_or_default(config)?;
+    init_logging(&config.log);
+    let spool = std::env::temp_dir().join(format!("securityhub-agent-send-{}", std::process::id()));
+    std::fs::create_dir_all(&spool).with_context(|| format!("creating {}", spool.display()))?;
+    for (i, file) in files.iter().enumerate() {
+        let name = file.file_name().with_context(|| format!("{} is not a file", file.display()))?;
+        let target = spool.join(format!("{i:04}-{}", name.to_string_lossy()));
+        std::fs::copy(file, &target).with_context(|| format!("reading {}", file.display()))?;
+    }
+    config.spool.dir = spool.clone();
+    config.spool.failed_dir = Some(failed_dir.to_owned());
+    config.spool.on_success = config::OnSuccess::Delete;
+    let result = run_pipeline(config, Mode::Once);
+    let _ = std::fs::remove_dir_all(&spool);
+    let s = result?;
+    let rejected: u64 = s.rejected.values().sum();
+    println!(
+        "sent {} files: {} findings accepted, {} rejected, {} files undecodable",
+        files.len(),
+        s.findings_accepted,
+        rejected,
+        s.files_quarantined
+    );
+    if rejected > 0 || s.files_quarantined > 0 {
+        anyhow::bail!("some findings were not delivered; see {}", failed_dir.display());
+    }
+    Ok(())
+}
+
+fn run_pipeline(config: Config, mode: Mode) -> anyhow::Result<securityhub_agent::pipeline::stats::Snapshot> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -106,7 +186,7 @@ fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
             requests = summary.requests,
             "stopped"
         );
-        Ok(())
+        Ok(summary)
     })
 }
 
@@ -115,12 +195,7 @@ fn validate_files(
     config: Option<&std::path::Path>,
     output: validate::Output,
 ) -> anyhow::Result<()> {
-    let default = std::path::Path::new(config::DEFAULT_PATH);
-    let config = match config {
-        Some(path) => Config::load(path)?,
-        None if default.exists() => Config::load(default)?,
-        None => Config::default(),
-    };
+    let config = config_or_default(config)?;
     if config.destination.account_id.is_none() || config.destination.region.is_none() {
         eprintln!(
             "note: no account or Region configured; using {} / {} where findings lack them",

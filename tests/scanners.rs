@@ -189,3 +189,54 @@ async fn real_openscap_scan_of_this_machine_is_delivered() {
     eprintln!("OpenSCAP: {expected} failed rules delivered");
     assert!(env.spool_files().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_delivers_named_files_once_and_fails_on_rejections() {
+    let env = Env::new().await;
+    let config = env.config("");
+    let trivy = fixture("trivy/alpine-310.json");
+    let out = env
+        .agent(&["send", "--config", config.to_str().unwrap(), trivy.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("4 findings accepted, 0 rejected"), "{stdout}");
+    assert_eq!(env.hub.findings().len(), 4);
+    assert!(trivy.exists(), "the original is left alone");
+
+    let failed = env.dir.path().join("send-failed");
+    let prowler = fixture("asff/prowler-docs-example.array.json");
+    let out = env
+        .agent(&[
+            "send",
+            "--config",
+            config.to_str().unwrap(),
+            "--failed-dir",
+            failed.to_str().unwrap(),
+            prowler.to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a rejected finding fails the command");
+    let report = std::fs::read_dir(&failed)
+        .unwrap()
+        .find(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".error.json"));
+    assert!(report.is_some(), "the rejection is reported under --failed-dir");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_and_man_page_come_from_the_cli_definition() {
+    let env = Env::new().await;
+    let out = env.agent(&["completions", "bash"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("check-config") && text.contains("validate"), "{text}");
+    let out = env.agent(&["man"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(".TH securityhub-agent 1") && text.contains("check\\-config"),
+        "{text}"
+    );
+}
