@@ -69,6 +69,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// The status file `securityhub-agent status` reads.
     pub status: StatusConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -276,6 +278,15 @@ impl Default for StatusConfig {
             interval: Duration::from_secs(5),
         }
     }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `http://LISTEN/metrics`; off when absent. Keep it on loopback
+    /// unless the network around it is trusted.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[shutdown]`

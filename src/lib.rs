@@ -10,4 +10,5 @@ pub mod hub; // Security Hub: SDK call, rate limit, retry policy, sender
 pub mod identity; // Region, account and instance from IMDSv2
 pub mod service; // signals, systemd notify and watchdog
 pub mod status; // the status file and its rendering
+pub mod metrics; // the optional Prometheus endpoint
 pub mod validate; // the validate command: decode and check without sending

@@ -137,3 +137,86 @@ async fn status_shows_a_stalled_security_hub_within_seconds() {
     assert!(!out.status.success(), "a stopped daemon's report goes stale");
     assert!(String::from_utf8_lossy(&out.stdout).contains("NOT RUNNING or stuck"));
 }
+
+/// `GET /metrics` over a raw socket; returns name → value for every sample line.
+async fn scrape(addr: &str) -> std::collections::BTreeMap<String, f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(f64::NAN))))
+        .collect()
+}
+
+fn sum_prefix(m: &std::collections::BTreeMap<String, f64>, prefix: &str) -> f64 {
+    m.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_add_up_during_delivery_and_show_a_stall() {
+    let slow = hubsim::Faults {
+        request_rate: 1.0,
+        request_kinds: vec![hubsim::RequestFault::Delay(Duration::from_millis(30))],
+        finding_invalid_rate: 0.1,
+        ..hubsim::Faults::default()
+    };
+    let env = Env::with_options(hubsim::Options { faults: slow, ..hubsim::Options::default() }).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut bad = finding("no-title");
+    bad.as_object_mut().unwrap().remove("Title");
+    let mut items = findings("m", 2000);
+    items.push(bad);
+    env.drop_file("many.json", serde_json::json!(items).to_string().as_bytes());
+    let mut child =
+        env.spawn(&env.config(&format!("[metrics]\nlisten = \"{addr}\"\n[batch]\nmax_in_flight = 1")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut saw_in_flight = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr)).await
+        else {
+            continue;
+        };
+        let m = scrape(&addr).await;
+        let decoded = m["securityhub_agent_findings_decoded_total"];
+        let accepted = m["securityhub_agent_findings_accepted_total"];
+        let dead = sum_prefix(&m, "securityhub_agent_findings_dead_lettered_total");
+        let queued = m["securityhub_agent_queue_findings"];
+        assert!(decoded >= accepted + dead, "{m:?}");
+        saw_in_flight |= queued > 0.0 && accepted > 0.0;
+        if m["securityhub_agent_files_finished_total"] == 1.0 {
+            assert_eq!(decoded, accepted + dead, "every decoded finding is accepted or dead-lettered: {m:?}");
+            assert_eq!((decoded, queued), (2001.0, 0.0), "{m:?}");
+            assert!(
+                dead >= 1.0
+                    && m.contains_key(
+                        "securityhub_agent_findings_dead_lettered_total{code=\"MissingField\"}"
+                    ),
+                "{m:?}"
+            );
+            assert!(m["securityhub_agent_last_delivery_timestamp_seconds"] > 1.7e9);
+            assert_eq!(m["securityhub_agent_send_rate_requests_per_second"], 1000.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m:?}");
+    }
+    assert!(saw_in_flight, "a scrape during delivery saw findings in memory");
+    // A stalled Security Hub shows up as failed requests within seconds (2 s request timeout).
+    env.hub.set_stalled(true);
+    env.drop_file("more.json", serde_json::json!(findings("n", 5)).to_string().as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while scrape(&addr).await["securityhub_agent_requests_failed_total"] < 1.0 {
+        assert!(Instant::now() < deadline, "no failed request in the metrics");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(scrape(&addr).await["securityhub_agent_spool_backlog_files"], 1.0);
+    child.kill().await.unwrap();
+}

@@ -119,6 +119,15 @@ pub async fn run(
     let sending = tokio::spawn(sender::run(client, queue_rx, settings, observe.clone(), shutdown.clone()));
     let reporting =
         tokio::spawn(report_status(config.clone(), budget.clone(), observe.clone(), shutdown.clone()));
+    let metrics = config.metrics.listen.map(|listen| {
+        let collector = crate::metrics::PipelineCollector {
+            observe: observe.clone(),
+            budget: budget.clone(),
+            max: (config.queue.max_findings, config.queue.max_bytes),
+            spool: config.spool.dir.clone(),
+        };
+        tokio::spawn(crate::metrics::serve(listen, collector, shutdown.clone()))
+    });
 
     let reader = Reader {
         dir: config.spool.dir.clone(),
@@ -157,6 +166,9 @@ pub async fn run(
         error!(error = %e, "the sender failed");
     }
     reporting.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     // Every ticket is closed now; the acknowledger ends when its last event is handled.
     let _ = tokio::task::spawn_blocking(move || acknowledger.join()).await;
     read?;

@@ -17,6 +17,7 @@ pub struct Stats {
     requests_failed: AtomicU64,
     throttles: AtomicU64,
     last_delivery: AtomicU64,
+    truncations: AtomicU64,
     last_error: Mutex<Option<(u64, String)>>,
     rejected: Mutex<BTreeMap<String, u64>>,
 }
@@ -32,8 +33,10 @@ pub struct Snapshot {
     pub files_finished: u64,
     /// Files moved to `failed/` as undecodable or refused.
     pub files_quarantined: u64,
-    /// Findings read from files and queued.
+    /// Findings read from files (queued, or rejected by validation).
     pub findings_decoded: u64,
+    /// Texts and lists cut to fit ASFF limits.
+    pub truncations: u64,
     /// Findings Security Hub accepted.
     pub findings_accepted: u64,
     /// Findings sent again after a transient failure.
@@ -69,7 +72,11 @@ impl Stats {
     pub fn files_closed(&self) -> u64 {
         self.files_closed.load(Relaxed)
     }
-    /// A finding was queued.
+    /// Texts were cut to fit ASFF limits.
+    pub fn truncated(&self, n: u64) {
+        self.truncations.fetch_add(n, Relaxed);
+    }
+    /// A finding was read (queued or rejected).
     pub fn decoded(&self) {
         self.findings_decoded.fetch_add(1, Relaxed);
     }
@@ -107,6 +114,7 @@ impl Stats {
             files_finished: self.files_finished.load(Relaxed),
             files_quarantined: self.files_quarantined.load(Relaxed),
             findings_decoded: self.findings_decoded.load(Relaxed),
+            truncations: self.truncations.load(Relaxed),
             findings_accepted: self.findings_accepted.load(Relaxed),
             findings_retried: self.findings_retried.load(Relaxed),
             rejected: self.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone(),

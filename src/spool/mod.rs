@@ -215,9 +215,9 @@ impl Reader {
             let Some(permit) = reserve(len) else {
                 return ControlFlow::Break(());
             };
+            self.stats.decoded();
             match item {
                 Decoded::Finding(finding) => {
-                    self.stats.decoded();
                     let queued = Queued { finding, ack: ticket.ack(), permit };
                     if self.queue.send(queued).is_err() {
                         return ControlFlow::Break(()); // the sender is gone: stopping
@@ -241,6 +241,7 @@ impl Reader {
         });
         match result {
             Ok((format, DecodeEnd::Complete(summary))) => {
+                self.stats.truncated(u64::from(summary.truncations));
                 if summary.truncations > 0 {
                     info!(%format, truncations = summary.truncations, "texts cut to fit ASFF limits");
                 }
