@@ -2,7 +2,6 @@
 //! fields the agent reads, defaults filled in from config, and Security Hub's rules checked.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -121,8 +120,49 @@ impl std::borrow::Borrow<str> for Str<'_> {
     }
 }
 
-/// The top-level fields of a finding: names and raw values, borrowed from the input.
-type Fields<'a> = BTreeMap<Str<'a>, Cow<'a, RawValue>>;
+/// The top-level fields of a finding: names and raw values, borrowed from the input, in input
+/// order. A finding has a score of fields, so a vector with linear look-ups beats a map (and keeps
+/// the input's order); a repeated key keeps its last value, as JSON parsers do.
+#[derive(Default)]
+struct Fields<'a>(Vec<(Str<'a>, Cow<'a, RawValue>)>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&Cow<'a, RawValue>> {
+        self.0.iter().find(|(k, _)| k.0 == key).map(|(_, v)| v)
+    }
+    fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+    fn insert(&mut self, key: Str<'a>, value: Cow<'a, RawValue>) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = (&Str<'a>, &Cow<'a, RawValue>)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Fields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Fields<'a>, M::Error> {
+                let mut fields = Fields(Vec::with_capacity(map.size_hint().unwrap_or(24)));
+                while let Some((k, v)) = map.next_entry::<Str<'de>, &'de RawValue>()? {
+                    fields.insert(k, Cow::Borrowed(v));
+                }
+                Ok(fields)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
 
 /// The parts of `Severity` Security Hub requires.
 #[derive(serde::Deserialize)]
@@ -149,8 +189,8 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
         // Cheap early exit; the exact size is checked again after defaults are filled in.
         return Err(Rejection::TooLarge(raw.len()));
     }
-    let mut fields: Fields = match serde_json::from_slice::<BTreeMap<Str, &RawValue>>(raw) {
-        Ok(map) => map.into_iter().map(|(k, v)| (k, Cow::Borrowed(v))).collect(),
+    let mut fields: Fields = match serde_json::from_slice::<Fields>(raw) {
+        Ok(fields) => fields,
         Err(e) if e.is_data() => return Err(Rejection::NotAnObject(e.to_string())),
         Err(e) => return Err(Rejection::Syntax(e)),
     };
@@ -276,7 +316,9 @@ fn preview(raw: &str) -> String {
 /// finding updates it in Security Hub instead of adding a copy.
 fn derive_id(fields: &Fields) -> String {
     let mut hasher = Sha256::new();
-    for (key, value) in fields.iter().filter(|(k, _)| !VOLATILE_FIELDS.contains(&&*k.0)) {
+    let mut sorted: Vec<_> = fields.iter().filter(|(k, _)| !VOLATILE_FIELDS.contains(&&*k.0)).collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    for (key, value) in sorted {
         hasher.update(key.0.as_bytes());
         hasher.update([0]);
         // Re-serialise through Value so key order and white space inside values do not matter.
@@ -380,6 +422,18 @@ mod tests {
         let mut other = minimal();
         other["Title"] = json!("CVE-2024-0002 in openssl");
         assert_ne!(a.id, prep(&other).unwrap().id);
+    }
+
+    #[test]
+    fn repeated_key_keeps_its_last_value_once_and_order_is_kept() {
+        let mut v = minimal().to_string();
+        v.insert_str(1, r#""Title":"first","#);
+        let f = prepare(v.as_bytes(), &defaults(), now()).unwrap();
+        let text = std::str::from_utf8(&f.json).unwrap();
+        assert_eq!(text.matches("\"Title\"").count(), 1, "{text}");
+        let out: Value = serde_json::from_slice(&f.json).unwrap();
+        assert_eq!(out["Title"], "CVE-2024-0001 in openssl");
+        assert!(text.starts_with("{\"Title\""), "input order kept: {text}");
     }
 
     #[test]
