@@ -49,9 +49,10 @@ fn start_agent(dir: &std::path::Path, hub: &Hub, agent: usize, backlog: usize, n
     std::fs::write(
         &config,
         format!(
-            "[spool]\ndir = \"{}\"\n[destination]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\naccount_id = \"123456789012\"\n[log]\nlevel = \"error\"\n{rate}",
+            "[spool]\ndir = \"{}\"\n[destination]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\naccount_id = \"123456789012\"\n[log]\nlevel = \"error\"\n[status]\npath = \"{}\"\n{rate}",
             spool.display(),
-            hub.endpoint()
+            hub.endpoint(),
+            dir.join(format!("status-{agent}.json")).display()
         ),
     )
     .unwrap();

@@ -86,9 +86,10 @@ fn run_agent(rt: &tokio::runtime::Runtime, n: usize) -> Run {
     std::fs::write(
         &config,
         format!(
-            "[spool]\ndir = \"{}\"\n[destination]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\naccount_id = \"123456789012\"\n[rate]\nrequests_per_second = 100000.0\nburst = 100000\n[log]\nlevel = \"warn\"\n",
+            "[spool]\ndir = \"{}\"\n[destination]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\naccount_id = \"123456789012\"\n[rate]\nrequests_per_second = 100000.0\nburst = 100000\n[log]\nlevel = \"warn\"\n[status]\npath = \"{}\"\n",
             spool.display(),
-            hub.endpoint()
+            hub.endpoint(),
+            dir.path().join("status.json").display()
         ),
     )
     .unwrap();

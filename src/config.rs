@@ -142,7 +142,7 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { max_findings: 10_000, max_bytes: 32 * 1024 * 1024 }
+        Self { max_findings: 5_000, max_bytes: 16 * 1024 * 1024 }
     }
 }
 
