@@ -104,11 +104,17 @@ pub struct SpoolConfig {
     /// A file found by a scan (not by an inotify event) is left alone until it has not changed for this long.
     #[serde(with = "humantime_serde")]
     pub settle_time: Duration,
+    /// User ids whose files are read. Default: the agent's own user, and root.
+    pub allowed_users: Option<Vec<u32>>,
+    /// Group ids whose files are read. Default: the agent's own group (`securityhub-agent`).
+    pub allowed_groups: Option<Vec<u32>>,
 }
 
 impl Default for SpoolConfig {
     fn default() -> Self {
         Self {
+            allowed_users: None,
+            allowed_groups: None,
             dir: PathBuf::from("/var/spool/securityhub-agent"),
             failed_dir: None,
             on_success: OnSuccess::Delete,
@@ -123,6 +129,14 @@ impl SpoolConfig {
     /// The dead-letter / quarantine directory.
     pub fn failed_dir(&self) -> PathBuf {
         self.failed_dir.clone().unwrap_or_else(|| self.dir.join("failed"))
+    }
+    /// Who may submit files: the configured ids, else this process's user (and root) and group.
+    pub fn owners(&self) -> crate::spool::open::Owners {
+        let own = crate::spool::open::Owners::this_process();
+        crate::spool::open::Owners {
+            users: self.allowed_users.clone().unwrap_or(own.users),
+            groups: self.allowed_groups.clone().unwrap_or(own.groups),
+        }
     }
     /// The directory finished files are moved to with `on_success = "move"`.
     pub fn done_dir(&self) -> PathBuf {

@@ -72,7 +72,7 @@ pub fn run(
     let mut options = options_from(config);
     options.context.now = now.format(&Rfc3339).expect("RFC 3339 formatting of a valid time");
     for path in paths {
-        let file = match crate::spool::open::open_regular(path) {
+        let file = match crate::spool::open::open_regular(path, None) {
             Ok((file, _)) => file,
             Err(e) => {
                 writeln!(err, "{}: refused: {e}", path.display())?;

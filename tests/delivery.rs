@@ -295,3 +295,25 @@ async fn json_logs_have_one_object_per_line_and_a_line_per_finished_file() {
     assert_eq!((finished["accepted"].as_u64(), finished["rejected"].as_u64()), (Some(2), Some(0)));
     assert!(!log.contains(SECRET_KEY), "credentials never logged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_from_a_stranger_is_refused_with_its_owner() {
+    let env = Env::new().await;
+    let path = env.drop_file("stranger.json", json!(findings("x", 1)).to_string().as_bytes());
+    // Only root can give a file away; elsewhere this test has nothing to show.
+    if !std::process::Command::new("chown").args(["4242:4242"]).arg(&path).status().unwrap().success() {
+        eprintln!("SKIPPED: cannot chown (not root)");
+        return;
+    }
+    env.drop_file("own.json", json!(findings("o", 1)).to_string().as_bytes());
+    let (ok, log) = env.run_once(&env.config("")).await;
+    assert!(ok, "{log}");
+    assert!(env.hub.finding("o-0").is_some() && env.hub.finding("x-0").is_none());
+    let reason = env.report("stranger.json")["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("owned by uid 4242, gid 4242"), "{reason}");
+    // Allowing that group lets it through.
+    std::fs::rename(env.failed().join("stranger.json"), env.spool.join("stranger.json")).unwrap();
+    let (ok, log) = env.run_once(&env.config("[spool]\nallowed_groups = [4242]")).await;
+    assert!(ok, "{log}");
+    assert!(env.hub.finding("x-0").is_some());
+}

@@ -147,6 +147,7 @@ pub async fn run(
             include_passed: config.formats.xccdf_include_passed,
         },
         formats: config.formats.clone(),
+        owners: config.spool.owners(),
         budget,
         queue: queue_tx,
         events,

@@ -45,6 +45,8 @@ pub struct Reader {
     pub options: decode::Options,
     /// Formats forced by file name.
     pub formats: FormatsConfig,
+    /// Whose files are read.
+    pub owners: open::Owners,
     /// The memory budget.
     pub budget: Budget,
     /// The queue.
@@ -174,7 +176,7 @@ impl Reader {
     }
 
     fn read_blocking(&self, path: &Path, ticket_id: u64, handle: &Handle, shutdown: &CancellationToken) {
-        let (file, meta) = match open::open_regular(path) {
+        let (file, meta) = match open::open_regular(path, Some(&self.owners)) {
             Ok(opened) => opened,
             Err(refusal) => {
                 self.claims.lock().unwrap_or_else(|e| e.into_inner()).remove(path);

@@ -17,6 +17,16 @@ pub enum Refusal {
     /// It disappeared before it could be opened.
     #[error("the file disappeared")]
     Gone,
+    /// Its owner is neither an allowed user nor an allowed group.
+    #[error(
+        "owned by uid {uid}, gid {gid}: neither is allowed to submit findings (spool.allowed_users, spool.allowed_groups)"
+    )]
+    Owner {
+        /// Owning user.
+        uid: u32,
+        /// Owning group.
+        gid: u32,
+    },
     /// Any other I/O error.
     #[error("cannot open: {0}")]
     Io(#[from] std::io::Error),
@@ -42,8 +52,35 @@ pub fn kind(meta: &Metadata) -> &'static str {
     }
 }
 
-/// Opens `path` for reading if it is a regular file.
-pub fn open_regular(path: &Path) -> Result<(File, Metadata), Refusal> {
+/// Who may put files in the spool: a file is read if its owner is one of `users` or its group
+/// one of `groups`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owners {
+    /// Allowed user ids.
+    pub users: Vec<u32>,
+    /// Allowed group ids.
+    pub groups: Vec<u32>,
+}
+
+impl Owners {
+    /// This process's user and group (the service user and group under systemd), and root.
+    pub fn this_process() -> Self {
+        // /proc/self belongs to the process's effective user and group.
+        let (uid, gid) = std::fs::metadata("/proc/self").map_or((0, 0), |m| (m.uid(), m.gid()));
+        let mut users = vec![uid];
+        if uid != 0 {
+            users.push(0);
+        }
+        Self { users, groups: vec![gid] }
+    }
+
+    fn allows(&self, meta: &Metadata) -> bool {
+        self.users.contains(&meta.uid()) || self.groups.contains(&meta.gid())
+    }
+}
+
+/// Opens `path` for reading if it is a regular file (owned as `owners` allows, when given).
+pub fn open_regular(path: &Path, owners: Option<&Owners>) -> Result<(File, Metadata), Refusal> {
     let before = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::Gone),
@@ -68,6 +105,11 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata), Refusal> {
     if (after.dev(), after.ino()) != (before.dev(), before.ino()) {
         return Err(Refusal::Replaced);
     }
+    if let Some(owners) = owners {
+        if !owners.allows(&after) {
+            return Err(Refusal::Owner { uid: after.uid(), gid: after.gid() });
+        }
+    }
     Ok((file, after))
 }
 
@@ -82,13 +124,15 @@ mod tests {
         std::fs::write(&target, "{}").unwrap();
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
-        assert!(matches!(open_regular(&link), Err(Refusal::NotRegular("symbolic link"))));
-        assert!(matches!(open_regular(dir.path()), Err(Refusal::NotRegular("directory"))));
+        assert!(matches!(open_regular(&link, None), Err(Refusal::NotRegular("symbolic link"))));
+        assert!(matches!(open_regular(dir.path(), None), Err(Refusal::NotRegular("directory"))));
         let fifo = dir.path().join("fifo");
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-        assert!(matches!(open_regular(&fifo), Err(Refusal::NotRegular("FIFO"))));
-        assert!(matches!(open_regular(&dir.path().join("nope")), Err(Refusal::Gone)));
-        let (_, meta) = open_regular(&target).unwrap();
+        assert!(matches!(open_regular(&fifo, None), Err(Refusal::NotRegular("FIFO"))));
+        assert!(matches!(open_regular(&dir.path().join("nope"), None), Err(Refusal::Gone)));
+        let (_, meta) = open_regular(&target, Some(&Owners::this_process())).unwrap();
         assert_eq!(meta.len(), 2);
+        let strangers = Owners { users: vec![4242], groups: vec![4242] };
+        assert!(matches!(open_regular(&target, Some(&strangers)), Err(Refusal::Owner { .. })));
     }
 }
