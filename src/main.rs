@@ -115,8 +115,33 @@ fn main() -> ExitCode {
 
 fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    init_logging(&config.log);
-    run_pipeline(config, mode).map(|_| ())
+    let log = init_logging(&config.log);
+    run_pipeline(config, mode, Some((path.to_owned(), log))).map(|_| ())
+}
+
+/// Handle to change the log filter of the running process.
+type LogHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// SIGHUP: read the configuration again; apply what can change live (log level, rate), keep the
+/// running configuration if the new one is broken.
+fn reload(path: &std::path::Path, log: &LogHandle, observe: &pipeline::Observe) {
+    match Config::load(path) {
+        Err(e) => {
+            tracing::error!(error = %e, "reload: the new configuration is invalid; keeping the running one")
+        }
+        Ok(new) => {
+            if std::env::var_os("RUST_LOG").is_none() {
+                let _ = log.modify(|f| *f = tracing_subscriber::EnvFilter::new(&new.log.level));
+            }
+            *observe.new_rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipeline::rate_settings(&new));
+            tracing::info!(
+                path = %path.display(),
+                level = %new.log.level,
+                "reload: log level and rate applied; spool, queue, batch and destination changes take effect at the next restart"
+            );
+        }
+    }
 }
 
 /// Config at `path`, else at the default path when it exists, else the defaults.
@@ -135,7 +160,7 @@ fn send(
     failed_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let mut config = config_or_default(config)?;
-    init_logging(&config.log);
+    let _log = init_logging(&config.log);
     let spool = std::env::temp_dir().join(format!("securityhub-agent-send-{}", std::process::id()));
     std::fs::create_dir_all(&spool).with_context(|| format!("creating {}", spool.display()))?;
     for (i, file) in files.iter().enumerate() {
@@ -146,7 +171,7 @@ fn send(
     config.spool.dir = spool.clone();
     config.spool.failed_dir = Some(failed_dir.to_owned());
     config.spool.on_success = config::OnSuccess::Delete;
-    let result = run_pipeline(config, Mode::Once);
+    let result = run_pipeline(config, Mode::Once, None);
     let _ = std::fs::remove_dir_all(&spool);
     let s = result?;
     let rejected: u64 = s.rejected.values().sum();
@@ -163,7 +188,11 @@ fn send(
     Ok(())
 }
 
-fn run_pipeline(config: Config, mode: Mode) -> anyhow::Result<securityhub_agent::pipeline::stats::Snapshot> {
+fn run_pipeline(
+    config: Config,
+    mode: Mode,
+    reloadable: Option<(PathBuf, LogHandle)>,
+) -> anyhow::Result<securityhub_agent::pipeline::stats::Snapshot> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -171,8 +200,17 @@ fn run_pipeline(config: Config, mode: Mode) -> anyhow::Result<securityhub_agent:
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        service::cancel_on_signals(shutdown.clone()).context("installing signal handlers")?;
         let observe = pipeline::Observe::default();
+        let (for_reload, for_report) = (observe.clone(), observe.clone());
+        service::handle_signals(
+            shutdown.clone(),
+            move || match &reloadable {
+                Some((path, log)) => reload(path, log, &for_reload),
+                None => tracing::info!("SIGHUP ignored: no configuration file to reload"),
+            },
+            move || tracing::info!(status = %service::summary(&for_report.stats.snapshot()), "status"),
+        )
+        .context("installing signal handlers")?;
         let systemd = tokio::spawn(service::systemd(observe.clone(), shutdown.clone()));
         let result = pipeline::run(&config, mode, shutdown.clone(), observe).await;
         shutdown.cancel();
@@ -234,13 +272,31 @@ fn show_status(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(log: &config::LogConfig) {
+fn init_logging(log: &config::LogConfig) -> LogHandle {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     match log.format {
-        config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
-        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        config::LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        config::LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
     }
+    handle
 }

@@ -4,20 +4,53 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-pub fn cancel_on_signals(shutdown: CancellationToken) -> std::io::Result<()> {
+/// Cancels `shutdown` on the first SIGTERM or SIGINT; calls `reload` on each SIGHUP and `report`
+/// on each SIGUSR1 (instead of the default of dying, which would surprise a `kill -HUP`).
+pub fn handle_signals(
+    shutdown: CancellationToken,
+    reload: impl Fn() + Send + 'static,
+    report: impl Fn() + Send + 'static,
+) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-            () = shutdown.cancelled() => return,
-        };
-        info!(signal = name, "stopping: no new files; queued findings get the grace period");
-        shutdown.cancel();
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                _ = hup.recv() => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                    reload();
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                    continue;
+                }
+                _ = usr1.recv() => {
+                    report();
+                    continue;
+                }
+                () = shutdown.cancelled() => return,
+            };
+            info!(signal = name, "stopping: no new files; queued findings get the grace period");
+            shutdown.cancel();
+            return;
+        }
     });
     Ok(())
+}
+
+/// The counters in one line, for `STATUS=` and SIGUSR1.
+pub fn summary(s: &crate::pipeline::stats::Snapshot) -> String {
+    format!(
+        "files finished {}, quarantined {}; findings accepted {}, dead-lettered {}; requests {}, throttled {}",
+        s.files_finished,
+        s.files_quarantined,
+        s.findings_accepted,
+        s.rejected.values().sum::<u64>(),
+        s.requests,
+        s.throttles
+    )
 }
 
 /// Talks to systemd (when started by it, `NOTIFY_SOCKET` set): `READY=1` once the spool is watched,
@@ -43,16 +76,7 @@ pub async fn systemd(observe: crate::pipeline::Observe, shutdown: CancellationTo
             () = shutdown.cancelled() => break,
         }
         let beat = observe.heartbeat.load(Ordering::Relaxed);
-        let s = observe.stats.snapshot();
-        let status = format!(
-            "files finished {}, quarantined {}; findings accepted {}, dead-lettered {}; requests {}, throttled {}",
-            s.files_finished,
-            s.files_quarantined,
-            s.findings_accepted,
-            s.rejected.values().sum::<u64>(),
-            s.requests,
-            s.throttles
-        );
+        let status = summary(&observe.stats.snapshot());
         if beat != last_beat {
             // Only a moving heartbeat pings: a stuck sending loop lets the watchdog fire.
             let _ = sd_notify::notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);

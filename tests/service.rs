@@ -220,3 +220,65 @@ async fn metrics_add_up_during_delivery_and_show_a_stall() {
     assert_eq!(scrape(&addr).await["securityhub_agent_spool_backlog_files"], 1.0);
     child.kill().await.unwrap();
 }
+
+/// Collects the child's stderr lines as they come.
+fn collect_lines(stderr: tokio::process::ChildStderr) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use tokio::io::AsyncBufReadExt;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+async fn wait_for_line(lines: &std::sync::Arc<std::sync::Mutex<Vec<String>>>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        assert!(Instant::now() < deadline, "no line with {needle:?} in {:?}", lines.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_new_rate_and_keeps_out_a_broken_config() {
+    let env = Env::new().await;
+    let config = env.config("");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let mut child = env
+        .agent(&["run", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(child.stderr.take().unwrap());
+    wait_for_line(&lines, "starting").await;
+    let pid = child.id().unwrap().to_string();
+    let signal = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+
+    std::fs::write(&config, "[rate]\nrequests_per_second = \"fast\"\n").unwrap();
+    signal("-HUP");
+    let line = wait_for_line(&lines, "keeping the running one").await;
+    assert!(line.contains("config.toml:2:"), "names file and line: {line}");
+
+    std::fs::write(&config, good.replace("requests_per_second = 1000.0", "requests_per_second = 3.0"))
+        .unwrap();
+    signal("-HUP");
+    let line = wait_for_line(&lines, "rate settings reloaded").await;
+    assert!(line.contains("requests_per_second=3"), "{line}");
+
+    env.drop_file("after.json", serde_json::json!(findings("h", 3)).to_string().as_bytes());
+    assert_eq!(env.hub.wait_for(3, Duration::from_secs(15)).await, 3, "still delivering");
+    signal("-USR1");
+    let line = wait_for_line(&lines, "findings accepted 3").await;
+    assert!(line.contains("status"), "{line}");
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP and SIGUSR1 do not stop the agent");
+    signal("-TERM");
+    assert!(child.wait().await.unwrap().success());
+}

@@ -149,7 +149,7 @@ struct Inner {
 /// The async limiter shared by a destination's requests.
 pub struct Limiter {
     start: tokio::time::Instant,
-    adaptive: bool,
+    adaptive: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -158,7 +158,7 @@ impl Limiter {
     pub fn new(s: RateSettings) -> Self {
         Self {
             start: tokio::time::Instant::now(),
-            adaptive: s.adaptive,
+            adaptive: std::sync::atomic::AtomicBool::new(s.adaptive),
             inner: Mutex::new(Inner {
                 bucket: TokenBucket::new(s.requests_per_second, s.burst, Duration::ZERO),
                 adaptive: Adaptive::new(s.requests_per_second, s.min_requests_per_second),
@@ -181,7 +181,7 @@ impl Limiter {
             let now = self.now();
             let wait = {
                 let mut i = self.lock();
-                if self.adaptive {
+                if self.adaptive.load(std::sync::atomic::Ordering::Relaxed) {
                     let rate = i.adaptive.rate_at(now);
                     i.bucket.set_rate(rate, now);
                 }
@@ -202,7 +202,7 @@ impl Limiter {
         let mut i = self.lock();
         i.throttles += 1;
         let before = i.bucket.rate();
-        if self.adaptive {
+        if self.adaptive.load(std::sync::atomic::Ordering::Relaxed) {
             let rate = i.adaptive.on_throttle(sent, now, fastrand::f64());
             i.bucket.set_rate(rate, now);
         }
@@ -216,11 +216,26 @@ impl Limiter {
         (state, i.bucket.rate() < before)
     }
 
+    /// New settings from a configuration reload; the bucket keeps its tokens up to the new burst.
+    pub fn update(&self, s: RateSettings) {
+        let now = self.now();
+        let mut i = self.lock();
+        let tokens = i.bucket.tokens(now).min(s.burst);
+        i.bucket = TokenBucket::new(s.requests_per_second, s.burst, now);
+        i.bucket.tokens = tokens;
+        i.adaptive = Adaptive::new(s.requests_per_second, s.min_requests_per_second);
+        self.adaptive.store(s.adaptive, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The current state.
     pub fn state(&self) -> RateState {
         let now = self.now();
         let mut i = self.lock();
-        let rate = if self.adaptive { i.adaptive.rate_at(now) } else { i.bucket.rate() };
+        let rate = if self.adaptive.load(std::sync::atomic::Ordering::Relaxed) {
+            i.adaptive.rate_at(now)
+        } else {
+            i.bucket.rate()
+        };
         RateState { rate, tokens: i.bucket.tokens(now), throttles: i.throttles }
     }
 }

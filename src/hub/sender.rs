@@ -95,6 +95,10 @@ pub async fn run(
             }
             _ = beat.tick() => {
                 observe.heartbeat.fetch_add(1, Ordering::Relaxed);
+                if let Some(new) = observe.new_rate.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    ctx.limiter.update(new);
+                    info!(requests_per_second = new.requests_per_second, burst = new.burst, adaptive = new.adaptive, "rate settings reloaded");
+                }
                 observe.rate.store(ctx.limiter.state().rate.to_bits(), Ordering::Relaxed);
             }
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {

@@ -65,6 +65,18 @@ pub struct Observe {
     pub heartbeat: Arc<std::sync::atomic::AtomicU64>,
     /// The allowed request rate (f64 bits), updated every second by the sending loop.
     pub rate: Arc<std::sync::atomic::AtomicU64>,
+    /// New rate settings from a reload, picked up by the sending loop within a second.
+    pub new_rate: Arc<std::sync::Mutex<Option<RateSettings>>>,
+}
+
+/// The rate settings a configuration asks for.
+pub fn rate_settings(config: &Config) -> RateSettings {
+    RateSettings {
+        requests_per_second: config.rate.requests_per_second,
+        burst: f64::from(config.rate.burst),
+        adaptive: config.rate.adaptive,
+        min_requests_per_second: config.rate.min_requests_per_second,
+    }
 }
 
 /// Runs the pipeline until `shutdown` (or, with [`Mode::Once`], until the spool is drained).
@@ -109,12 +121,7 @@ pub async fn run(
         max_backoff: config.retry.max_backoff,
         access_denied_pause: config.retry.access_denied_pause,
         grace: config.shutdown.grace,
-        rate: RateSettings {
-            requests_per_second: config.rate.requests_per_second,
-            burst: f64::from(config.rate.burst),
-            adaptive: config.rate.adaptive,
-            min_requests_per_second: config.rate.min_requests_per_second,
-        },
+        rate: rate_settings(config),
     };
     let sending = tokio::spawn(sender::run(client, queue_rx, settings, observe.clone(), shutdown.clone()));
     let reporting =
