@@ -41,6 +41,15 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt:
     ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
+/// The buckets plus the last one, `+Inf`, holding what is over every bound. The encoder wants
+/// per-bucket counts and writes them cumulated; it writes `f64::MAX` as `+Inf`.
+fn with_inf(buckets: &[(f64, u64)], count: u64) -> Vec<(f64, u64)> {
+    let mut all = buckets.to_vec();
+    let bounded: u64 = buckets.iter().map(|(_, n)| n).sum();
+    all.push((f64::MAX, count.saturating_sub(bounded)));
+    all
+}
+
 impl Collector for PipelineCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let s = self.observe.stats.snapshot();
@@ -76,6 +85,14 @@ impl Collector for PipelineCollector {
             dead.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
         }
         counter(&mut e, "requests", "BatchImportFindings requests sent", s.requests)?;
+        let h = self.observe.stats.latency_histogram();
+        e.encode_descriptor(
+            "request_duration_seconds",
+            "Time per BatchImportFindings attempt",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(h.sum, h.count, &with_inf(&h.buckets, h.count), None)?;
         counter(&mut e, "requests_failed", "Requests that failed as a whole", s.requests_failed)?;
         counter(&mut e, "throttles", "Requests refused with 429", s.throttles)?;
         let (free_findings, free_bytes) = (self.budget.free_findings(), self.budget.free_bytes());

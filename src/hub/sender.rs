@@ -140,7 +140,9 @@ async fn deliver(ctx: Arc<Ctx>, items: Vec<Queued>) {
         loop {
             let sent = ctx.limiter.acquire().await;
             let span = info_span!("request", findings = items.len());
+            let started = std::time::Instant::now();
             let result = ctx.client.import(batch::body(&items)).instrument(span).await;
+            ctx.stats.latency(started.elapsed());
             let wait = match result {
                 Ok(failed) => {
                     ctx.stats.request(false, false);

@@ -18,8 +18,25 @@ pub struct Stats {
     throttles: AtomicU64,
     last_delivery: AtomicU64,
     truncations: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
     last_error: Mutex<Option<(u64, String)>>,
     rejected: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Upper bounds (seconds) of the request latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A request latency histogram: counts per bucket, total count, sum in seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latency {
+    /// (upper bound in seconds, requests in this bucket and not a lower one).
+    pub buckets: Vec<(f64, u64)>,
+    /// Requests measured.
+    pub count: u64,
+    /// Their total time, seconds.
+    pub sum: f64,
 }
 
 fn unix_now() -> u64 {
@@ -102,6 +119,29 @@ impl Stats {
         }
     }
 
+    /// One request attempt took `took`, whatever its outcome.
+    pub fn latency(&self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.latency_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    /// The request latency histogram so far.
+    pub fn latency_histogram(&self) -> Latency {
+        Latency {
+            buckets: LATENCY_BUCKETS
+                .iter()
+                .zip(&self.latency_buckets)
+                .map(|(b, n)| (*b, n.load(Relaxed)))
+                .collect(),
+            count: self.latency_count.load(Relaxed),
+            sum: self.latency_sum_us.load(Relaxed) as f64 / 1e6,
+        }
+    }
+
     /// Remembers the last request failure, for `status`.
     pub fn failed(&self, message: &str) {
         let short: String = message.chars().take(500).collect();
@@ -124,5 +164,24 @@ impl Stats {
             last_delivery_unix: self.last_delivery.load(Relaxed),
             last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_that_holds_it() {
+        let s = Stats::default();
+        for ms in [5, 30, 30, 700, 20_000] {
+            s.latency(Duration::from_millis(ms));
+        }
+        let h = s.latency_histogram();
+        let counts: Vec<u64> = h.buckets.iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [1, 0, 2, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(h.count, 5, "the 20 s request is over every bound");
+        assert!((h.sum - 20.765).abs() < 1e-9);
     }
 }
