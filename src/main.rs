@@ -116,7 +116,7 @@ fn main() -> ExitCode {
 fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let log = init_logging(&config.log);
-    run_pipeline(config, mode, Some((path.to_owned(), log))).map(|_| ())
+    run_pipeline(config, mode, Some((path.to_owned(), log)), false).map(|_| ())
 }
 
 /// Handle to change the log filter of the running process.
@@ -171,7 +171,7 @@ fn send(
     config.spool.dir = spool.clone();
     config.spool.failed_dir = Some(failed_dir.to_owned());
     config.spool.on_success = config::OnSuccess::Delete;
-    let result = run_pipeline(config, Mode::Once, None);
+    let result = run_pipeline(config, Mode::Once, None, std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = std::fs::remove_dir_all(&spool);
     let s = result?;
     let rejected: u64 = s.rejected.values().sum();
@@ -188,10 +188,34 @@ fn send(
     Ok(())
 }
 
+/// A spinner with the counts while `send` runs on a terminal.
+async fn show_progress(observe: pipeline::Observe, shutdown: CancellationToken) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(120));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => break,
+        }
+        let s = observe.stats.snapshot();
+        bar.set_message(format!(
+            "{} findings read, {} accepted, {} rejected, {} requests",
+            s.findings_decoded,
+            s.findings_accepted,
+            s.rejected.values().sum::<u64>(),
+            s.requests
+        ));
+        bar.tick();
+    }
+    bar.finish_and_clear();
+}
+
 fn run_pipeline(
     config: Config,
     mode: Mode,
     reloadable: Option<(PathBuf, LogHandle)>,
+    progress: bool,
 ) -> anyhow::Result<securityhub_agent::pipeline::stats::Snapshot> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -212,9 +236,13 @@ fn run_pipeline(
         )
         .context("installing signal handlers")?;
         let systemd = tokio::spawn(service::systemd(observe.clone(), shutdown.clone()));
+        let bar = progress.then(|| tokio::spawn(show_progress(observe.clone(), shutdown.clone())));
         let result = pipeline::run(&config, mode, shutdown.clone(), observe).await;
         shutdown.cancel();
         let _ = systemd.await;
+        if let Some(bar) = bar {
+            let _ = bar.await;
+        }
         let summary = result?;
         tracing::info!(
             files_finished = summary.files_finished,
