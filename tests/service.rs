@@ -289,3 +289,14 @@ async fn sighup_applies_a_new_rate_and_keeps_out_a_broken_config() {
     signal("-TERM");
     assert!(child.wait().await.unwrap().success());
 }
+
+#[test]
+fn package_maintainer_scripts_are_valid_shell() {
+    for script in ["postinst", "postrm"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/deb").join(script);
+        let out = std::process::Command::new("sh").arg("-n").arg(&path).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("#DEBHELPER#"), "{script} must leave room for the systemd snippets");
+    }
+}
