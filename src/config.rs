@@ -35,6 +35,14 @@ pub enum ConfigError {
         /// What toml/serde said, with a hint where we have one.
         message: String,
     },
+    /// Anyone may change the file: anyone could redirect findings or turn checks off.
+    #[error("{path}: the configuration is writable by every user (mode {mode:o}); run: chmod o-w {path}")]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A value that parses but cannot work.
     #[error("{path}: {key}: {message}")]
     Invalid {
@@ -377,11 +385,23 @@ const KNOWN_KEYS: &[&str] = &[
 ];
 
 impl Config {
-    /// Reads, parses and validates the file at `path`.
+    /// Reads, parses and validates the file at `path`. A world-writable file is refused.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        use std::os::unix::fs::PermissionsExt;
+        let read = |source| ConfigError::Read { path: path.to_owned(), source };
+        let mode = std::fs::metadata(path).map_err(read)?.permissions().mode() & 0o7777;
+        if mode & 0o002 != 0 {
+            return Err(ConfigError::Insecure { path: path.to_owned(), mode });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
         Self::parse(&text, path)
+    }
+
+    /// A warning when the file is writable by its group (the agent's own group may be scanners).
+    pub fn permission_warning(path: &Path) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+        (mode & 0o020 != 0).then(|| format!("{}: writable by its group (mode {mode:o}); consider chmod g-w", path.display()))
     }
 
     /// Parses and validates `text`; `path` is only used in messages.
@@ -587,6 +607,22 @@ mod tests {
     fn small_byte_budget_is_refused() {
         let err = parse("[queue]\nmax_bytes = 1000").unwrap_err().to_string();
         assert!(err.contains("queue.max_bytes"), "{err}");
+    }
+
+    #[test]
+    fn world_writable_config_is_refused_group_writable_warned() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("writable by every user (mode 666)") && err.contains("chmod o-w"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        assert!(Config::load(&path).is_ok());
+        assert!(Config::permission_warning(&path).unwrap().contains("mode 664"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(Config::permission_warning(&path).is_none());
     }
 
     #[test]

@@ -116,6 +116,9 @@ fn main() -> ExitCode {
 fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let log = init_logging(&config.log);
+    if let Some(warning) = Config::permission_warning(path) {
+        tracing::warn!("{warning}");
+    }
     run_pipeline(config, mode, Some((path.to_owned(), log)), false).map(|_| ())
 }
 
