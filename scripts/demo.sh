@@ -30,6 +30,8 @@ flush_interval = "100ms"
 region = "us-east-1"
 endpoint_url = "http://$(cat "$work/addr")"
 account_id = "123456789012"
+[status]
+path = "$work/status.json"
 TOML
 
 echo "== securityhub-agent run --once (spool: examples/spool, Security Hub: hubsim at $(cat "$work/addr"))"
