@@ -401,7 +401,8 @@ impl Config {
     pub fn permission_warning(path: &Path) -> Option<String> {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
-        (mode & 0o020 != 0).then(|| format!("{}: writable by its group (mode {mode:o}); consider chmod g-w", path.display()))
+        (mode & 0o020 != 0)
+            .then(|| format!("{}: writable by its group (mode {mode:o}); consider chmod g-w", path.display()))
     }
 
     /// Parses and validates `text`; `path` is only used in messages.

@@ -194,7 +194,9 @@ fn send(
 /// A spinner with the counts while `send` runs on a terminal.
 async fn show_progress(observe: pipeline::Observe, shutdown: CancellationToken) {
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"),
+    );
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(120));
     loop {
         tokio::select! {
