@@ -3,7 +3,8 @@
 //! per-agent delivered counts and Jain's fairness index, for the adaptive agent and for a naive
 //! fixed-retry configuration of the same binary (no client-side limit, retry after ≤ 1 s).
 //!
-//! `cargo bench --bench fleet`; `FLEET_SIZES=10,50` and `FLEET_WINDOW_S=30` to change.
+//! `cargo bench --bench fleet`; `FLEET_SIZES=10,50`, `FLEET_WINDOW_S=30` and
+//! `FLEET_SENDERS=adaptive|naive` (default both) to change.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -134,7 +135,12 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
-        for naive in [false, true] {
+        let senders: &[bool] = match std::env::var("FLEET_SENDERS").as_deref() {
+            Ok("adaptive") => &[false],
+            Ok("naive") => &[true],
+            _ => &[false, true],
+        };
+        for &naive in senders {
             let o = run_fleet(&rt, n, window, naive);
             let total: usize = o.delivered.iter().sum();
             println!(

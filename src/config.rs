@@ -250,6 +250,13 @@ pub struct DestinationConfig {
     pub product_arn: Option<String>,
     /// `AwsAccountId` for findings that have none (12 digits).
     pub account_id: Option<String>,
+    /// Partner-hosted, sent from the customer account: assume this role in the customer's
+    /// account (STS `AssumeRole`); credentials are refreshed before they expire.
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy requires. Never logged.
+    pub external_id: Option<Redacted>,
+    /// Session name for the assumed role. Default: `securityhub-agent`.
+    pub session_name: Option<String>,
     /// This instance's id (`i-…`): scanner findings without a resource are about it.
     /// Without it they name the host (`Type = "Other"`, `Id` = host name).
     pub instance_id: Option<String>,
@@ -309,6 +316,17 @@ pub struct MetricsConfig {
     /// Serve Prometheus metrics at `http://LISTEN/metrics`; off when absent. Keep it on loopback
     /// unless the network around it is trusted.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// A value that must not appear in logs or debug output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 /// `[shutdown]`
@@ -482,6 +500,17 @@ impl Config {
                 );
             }
         }
+        if let Some(arn) = &self.destination.role_arn {
+            if !(arn.starts_with("arn:") && arn.contains(":role/")) {
+                return invalid(
+                    "destination.role_arn",
+                    format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                );
+            }
+        }
+        if self.destination.external_id.is_some() && self.destination.role_arn.is_none() {
+            return invalid("destination.external_id", "is only used with destination.role_arn".into());
+        }
         if let Some(url) = &self.destination.endpoint_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return invalid(
@@ -624,6 +653,16 @@ mod tests {
         assert!(Config::permission_warning(&path).unwrap().contains("mode 664"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(Config::permission_warning(&path).is_none());
+    }
+
+    #[test]
+    fn external_id_never_shows_in_debug_output() {
+        let c =
+            parse("[destination]\nrole_arn = \"arn:aws:iam::111122223333:role/p\"\nexternal_id = \"s3cr3t\"")
+                .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let err = parse("[destination]\nexternal_id = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("only used with destination.role_arn"), "{err}");
     }
 
     #[test]

@@ -180,3 +180,101 @@ async fn without_imds_or_region_the_agent_stops_with_one_clear_error() {
     assert!(log.contains("hop limit"), "the warning names the usual cause: {log}");
     eprintln!("failed after {:?}", started.elapsed());
 }
+
+fn partner_role(external_id: &str) -> hubsim::sts::Role {
+    hubsim::sts::Role {
+        arn: "arn:aws:iam::777788889999:role/partner-import".into(),
+        external_id: Some(external_id.into()),
+        credentials: Credentials {
+            access_key: "ASIACUSTOMERROLE".into(),
+            secret_key: "customer-role-secret".into(),
+        },
+    }
+}
+
+/// A hubsim that accepts the agent's own keys (for STS) and the role's (for Security Hub).
+async fn hub_with_role(role: hubsim::sts::Role) -> Hub {
+    let own = Credentials { access_key: "AKIDPARTNER".into(), secret_key: "partner-secret".into() };
+    let credentials = vec![own, role.credentials.clone()];
+    Hub::start(Options { credentials, roles: vec![role], ..Options::default() }).await.unwrap()
+}
+
+fn partner_agent(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_securityhub-agent"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "AKIDPARTNER")
+        .env("AWS_SECRET_ACCESS_KEY", "partner-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("RUST_LOG", "securityhub_agent=debug");
+    cmd
+}
+
+fn role_config(
+    dir: &std::path::Path,
+    spool: &std::path::Path,
+    hub: &Hub,
+    external_id: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        "[spool]\ndir = \"{}\"\nsettle_time = \"0s\"\n[batch]\nflush_interval = \"50ms\"\n[retry]\naccess_denied_pause = \"1s\"\n\
+         [destination]\nregion = \"eu-west-1\"\nendpoint_url = \"{}\"\naccount_id = \"777788889999\"\n\
+         role_arn = \"arn:aws:iam::777788889999:role/partner-import\"\nexternal_id = \"{external_id}\"\n[status]\npath = \"{}\"\n",
+        spool.display(),
+        hub.endpoint(),
+        dir.join("status.json").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partner_assumes_the_customer_role_with_its_external_id() {
+    let hub = hub_with_role(partner_role("ext-7f3a")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    drop_report(&spool, "trivy.json");
+    let config = role_config(dir.path(), &spool, &hub, "ext-7f3a");
+    let out = partner_agent(&["run", "--once", "--config", config.to_str().unwrap()]).output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(hub.findings().len(), 4, "{log}");
+    let stats = hub.stats();
+    assert_eq!(stats.assume_role_ok, 1, "{stats:?}");
+    assert_eq!(stats.signed_by.get("ASIACUSTOMERROLE"), Some(&1), "imports signed with the role: {stats:?}");
+    assert!(
+        !log.contains("ext-7f3a") && !log.contains("customer-role-secret"),
+        "external id and credentials never logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_external_id_is_a_clear_error_without_a_retry_storm() {
+    let hub = hub_with_role(partner_role("ext-7f3a")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    drop_report(&spool, "trivy.json");
+    let config = role_config(dir.path(), &spool, &hub, "not-the-id");
+    let mut child = partner_agent(&["run", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    child.kill().await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let stats = hub.stats();
+    assert!(hub.findings().is_empty());
+    assert!(stats.assume_role_denied >= 1, "{stats:?}");
+    assert!(stats.assume_role_denied <= 6, "paused between attempts (1 s here, 60 s by default): {stats:?}");
+    assert!(log.contains("Security Hub refused access") && log.contains("AccessDenied"), "{log}");
+    assert!(!log.contains("not-the-id"), "the external id is never logged");
+    assert!(spool.join("trivy.json").exists(), "the backlog is kept");
+}

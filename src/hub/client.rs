@@ -75,8 +75,23 @@ impl HubClient {
         if let Some(url) = &dest.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let sdk = loader.load().await;
+        let mut sdk = loader.load().await;
         let region = sdk.region().ok_or(ClientError::NoRegion)?.to_string();
+        if let Some(role) = &dest.role_arn {
+            // Partner-hosted, sent from the customer account: the SDK's AssumeRoleProvider, whose
+            // credentials the client's identity cache refreshes before they expire.
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name(dest.session_name.clone().unwrap_or_else(|| "securityhub-agent".into()))
+                .configure(&sdk);
+            if let Some(id) = &dest.external_id {
+                provider = provider.external_id(id.0.clone());
+            }
+            let provider = provider.build().await;
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(aws_sdk_securityhub::config::SharedCredentialsProvider::new(provider))
+                .build();
+        }
         Ok(Self { client: aws_sdk_securityhub::Client::new(&sdk), region })
     }
 
@@ -118,13 +133,15 @@ impl HubClient {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
                 let code = err.code().map(str::to_owned);
-                Err(RequestFailure {
-                    verdict: classify(status, code.as_deref()),
-                    status,
-                    code,
-                    message: DisplayErrorContext(&err).to_string(),
-                    retry_after,
-                })
+                let message = DisplayErrorContext(&err).to_string();
+                // No response: credentials could not be had. An STS refusal (wrong role or external
+                // id) is an access problem, paused on like Security Hub's own; anything else is retried.
+                let verdict = if status.is_none() && message.contains("AccessDenied") {
+                    Verdict::AccessDenied
+                } else {
+                    classify(status, code.as_deref())
+                };
+                Err(RequestFailure { verdict, status, code, message, retry_after })
             }
         }
     }

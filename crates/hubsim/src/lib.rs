@@ -9,6 +9,7 @@
 pub mod imds;
 mod server;
 pub mod sigv4;
+pub mod sts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,6 +77,8 @@ pub struct Options {
     pub faults: Faults,
     /// Seed for the fault dice.
     pub seed: u64,
+    /// Roles that `AssumeRole` (STS, on the same endpoint) hands out.
+    pub roles: Vec<sts::Role>,
 }
 
 /// What the stand-in has seen.
@@ -103,6 +106,10 @@ pub struct Stats {
     pub max_concurrent: u64,
     /// Most findings seen in one valid request.
     pub largest_request: u64,
+    /// `AssumeRole` calls answered with credentials.
+    pub assume_role_ok: u64,
+    /// `AssumeRole` calls refused (unknown role, wrong external id).
+    pub assume_role_denied: u64,
     /// Requests with a verified signature, by access key id.
     pub signed_by: std::collections::BTreeMap<String, u64>,
 }

@@ -120,6 +120,27 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         return Ok(error_reply(403, code, &msg));
     }
     match (parts.method.as_str(), path.as_str()) {
+        ("POST", "/") if crate::sts::is_action(&crate::sts::form(&body), "AssumeRole") => {
+            let roles = state.options.lock().unwrap().roles.clone();
+            let result =
+                crate::sts::assume_role(&crate::sts::form(&body), &roles, std::time::SystemTime::now());
+            let mut stats = state.stats.lock().unwrap();
+            let (status, xml) = match result {
+                Ok(xml) => {
+                    stats.assume_role_ok += 1;
+                    (200, xml)
+                }
+                Err((status, xml)) => {
+                    stats.assume_role_denied += 1;
+                    (status, xml)
+                }
+            };
+            Ok(Response::builder()
+                .status(status)
+                .header("content-type", "text/xml")
+                .body(Full::new(Bytes::from(xml)))
+                .expect("a valid response"))
+        }
         ("POST", "/findings/import") => import(&state, &body).await,
         ("POST", "/findings") => Ok(get_findings(&state, &body)),
         _ => Ok(error_reply(
