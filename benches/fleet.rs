@@ -13,6 +13,8 @@ use hubsim::{Credentials, Hub, Options, Quota};
 
 const QUOTA: Quota = Quota { rate: 10.0, burst: 30.0 };
 const PER_REQUEST: usize = 100;
+/// Findings per backlog file.
+const FILE_FINDINGS: usize = 200;
 /// Goodput is also reported from this point on, past the first burst and process start.
 const WARMUP: Duration = Duration::from_secs(5);
 
@@ -22,6 +24,8 @@ struct Outcome {
     delivered: Vec<usize>,
     throttled: u64,
     requests: u64,
+    /// Findings of finished backlog files that hubsim does not have.
+    lost: usize,
 }
 
 fn finding(agent: usize, i: usize) -> String {
@@ -38,8 +42,12 @@ fn finding(agent: usize, i: usize) -> String {
 fn start_agent(dir: &std::path::Path, hub: &Hub, agent: usize, backlog: usize, naive: bool) -> Child {
     let spool = dir.join(format!("spool-{agent}"));
     std::fs::create_dir_all(&spool).unwrap();
-    let text: String = (0..backlog).map(|i| finding(agent, i) + "\n").collect();
-    std::fs::write(spool.join("backlog.ndjson"), text).unwrap();
+    // Files of FILE_FINDINGS each, so that many are finished (and checked) within the window.
+    for (k, start) in (0..backlog).step_by(FILE_FINDINGS).enumerate() {
+        let text: String =
+            (start..(start + FILE_FINDINGS).min(backlog)).map(|i| finding(agent, i) + "\n").collect();
+        std::fs::write(spool.join(format!("backlog-{k:05}.ndjson")), text).unwrap();
+    }
     let rate = if naive {
         // The baseline: no client-side limit, a fixed retry ceiling of one second.
         "[rate]\nrequests_per_second = 10000.0\nburst = 10000\nadaptive = false\n[retry]\ninitial_backoff = \"1s\"\nmax_backoff = \"1s\"\n"
@@ -88,19 +96,34 @@ fn run_fleet(rt: &tokio::runtime::Runtime, n: usize, window: Duration, naive: bo
             at_warmup = Some(hub.stats().accepted as usize);
         }
     }
-    let findings = hub.findings();
     let stats = hub.stats();
-    for a in &mut agents {
-        let _ = a.kill();
-        let _ = a.wait();
-    }
     let mut delivered = vec![0; n];
-    for f in findings {
+    for f in hub.findings() {
         let agent: usize = f["Id"].as_str().unwrap().split('/').nth(1).unwrap().parse().unwrap();
         delivered[agent] += 1;
     }
+    // Stop every agent as systemd would (SIGTERM, grace period), then count what is lost: a
+    // backlog file that is gone must have all its findings at hubsim; one still in the spool is
+    // waiting, not lost.
+    for a in &agents {
+        let _ = Command::new("kill").args(["-TERM", &a.id().to_string()]).status();
+    }
+    for a in &mut agents {
+        let _ = a.wait();
+    }
+    let stored: std::collections::HashSet<String> =
+        hub.findings().iter().map(|f| f["Id"].as_str().unwrap().to_owned()).collect();
+    let mut lost = 0;
+    for a in 0..n {
+        for (k, start) in (0..backlog).step_by(FILE_FINDINGS).enumerate() {
+            if !dir.path().join(format!("spool-{a}/backlog-{k:05}.ndjson")).exists() {
+                let ids = start..(start + FILE_FINDINGS).min(backlog);
+                lost += ids.filter(|i| !stored.contains(&format!("fleet/{a}/{i}"))).count();
+            }
+        }
+    }
     let after_warmup = stats.accepted as usize - at_warmup.unwrap_or(0);
-    Outcome { after_warmup, delivered, throttled: stats.throttled, requests: stats.requests }
+    Outcome { after_warmup, delivered, throttled: stats.throttled, requests: stats.requests, lost }
 }
 
 fn jain(x: &[usize]) -> f64 {
@@ -144,7 +167,7 @@ fn main() {
             let o = run_fleet(&rt, n, window, naive);
             let total: usize = o.delivered.iter().sum();
             println!(
-                "| {} | {n} | {total} | {:.1} % | {:.1} % | {} | {} | {}/{} | {:.3} |",
+                "| {} | {n} | {total} | {:.1} % | {:.1} % | {} | {} | {}/{} | {:.3} | {} |",
                 if naive { "naive fixed retry" } else { "agent (adaptive)" },
                 100.0 * total as f64 / capacity,
                 100.0 * o.after_warmup as f64 / steady_capacity,
@@ -152,7 +175,8 @@ fn main() {
                 o.requests,
                 o.delivered.iter().min().unwrap(),
                 o.delivered.iter().max().unwrap(),
-                jain(&o.delivered)
+                jain(&o.delivered),
+                o.lost
             );
         }
     }
