@@ -153,10 +153,10 @@ fn main() {
     );
     let steady_capacity = QUOTA.rate * (window - WARMUP).as_secs_f64() * PER_REQUEST as f64;
     println!(
-        "| sender | agents | delivered | % of quota | % of quota after {} s | 429s | requests | min/max per agent | Jain |",
+        "| sender | agents | delivered | % of quota | % of quota after {} s | 429s | requests | min/max per agent | Jain | lost |",
         WARMUP.as_secs()
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         let senders: &[bool] = match std::env::var("FLEET_SENDERS").as_deref() {
             Ok("adaptive") => &[false],
