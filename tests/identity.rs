@@ -2,6 +2,8 @@
 //! the instance id from IMDSv2 (a loopback stand-in that behaves like the real one), and signs
 //! with the instance profile's credentials, also after they rotate.
 
+mod common;
+
 use std::time::Duration;
 
 use hubsim::imds::{Imds, Instance, RoleCredentials};
@@ -30,14 +32,8 @@ fn instance(credentials: Vec<RoleCredentials>) -> Instance {
 
 /// The agent as on EC2: no static keys, instance metadata at `imds`.
 fn agent_on_ec2(args: &[&str], imds: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_securityhub-agent"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("RUST_LOG", "securityhub_agent=debug");
+    let mut cmd = common::bare_agent(args);
+    cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds);
     cmd
 }
 
@@ -199,17 +195,12 @@ async fn hub_with_role(role: hubsim::sts::Role) -> Hub {
     Hub::start(Options { credentials, roles: vec![role], ..Options::default() }).await.unwrap()
 }
 
+/// The partner's agent: its own keys, not on EC2.
 fn partner_agent(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_securityhub-agent"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", "AKIDPARTNER")
+    let mut cmd = common::bare_agent(args);
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIDPARTNER")
         .env("AWS_SECRET_ACCESS_KEY", "partner-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("RUST_LOG", "securityhub_agent=debug");
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd
 }
 

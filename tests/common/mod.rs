@@ -150,17 +150,25 @@ interval = "200ms"
     }
 }
 
-pub fn agent_command(args: &[&str], secret: &str) -> Command {
+/// The agent binary with a clean environment: no AWS profile files, debug logs; credentials
+/// and instance metadata are for the caller to set.
+pub fn bare_agent(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_securityhub-agent"));
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         .env("RUST_LOG", "securityhub_agent=debug");
+    cmd
+}
+
+/// The agent with test credentials and no instance metadata lookups.
+pub fn agent_command(args: &[&str], secret: &str) -> Command {
+    let mut cmd = bare_agent(args);
+    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd
 }
 
