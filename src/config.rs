@@ -48,8 +48,8 @@ pub enum ConfigError {
     Invalid {
         /// The file.
         path: PathBuf,
-        /// Dotted key, e.g. `batch.max_findings`.
-        key: &'static str,
+        /// Dotted key, e.g. `batch.max_findings` or `destination[2].region`.
+        key: String,
         /// What is wrong and what to do.
         message: String,
     },
@@ -69,8 +69,8 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Client-side rate limit in front of every request.
     pub rate: RateConfig,
-    /// Where findings go.
-    pub destination: DestinationConfig,
+    /// Where findings go: one `[destination]` table, or several `[[destination]]` entries.
+    pub destination: Destinations,
     /// How scanner reports are read.
     pub formats: FormatsConfig,
     /// Stopping.
@@ -237,10 +237,17 @@ impl Default for RateConfig {
     }
 }
 
-/// `[destination]`
+/// `[destination]` or `[[destination]]`: one Security Hub account and Region.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DestinationConfig {
+    /// Named profile (`~/.aws/config`) whose credentials sign this destination's requests.
+    /// Default: the SDK's chain (environment, profile, instance role).
+    pub profile: Option<String>,
+    /// This destination's own request rate (requests/s). Default: `[rate].requests_per_second`.
+    pub requests_per_second: Option<f64>,
+    /// This destination's own burst. Default: `[rate].burst`.
+    pub burst: Option<u32>,
     /// AWS Region. Default: the SDK's chain (`AWS_REGION`, profile, instance metadata).
     pub region: Option<String>,
     /// Endpoint override, e.g. a VPC endpoint or a local stand-in (`http://127.0.0.1:4566`).
@@ -260,6 +267,49 @@ pub struct DestinationConfig {
     /// This instance's id (`i-…`): scanner findings without a resource are about it.
     /// Without it they name the host (`Type = "Other"`, `Id` = host name).
     pub instance_id: Option<String>,
+}
+
+/// Every configured destination, in file order. The first is the default: it fills the
+/// `AwsAccountId` of findings that have none.
+#[derive(Debug, Clone)]
+pub struct Destinations(pub Vec<DestinationConfig>);
+
+impl Default for Destinations {
+    fn default() -> Self {
+        Self(vec![DestinationConfig::default()])
+    }
+}
+
+impl Destinations {
+    /// The first (default) destination.
+    pub fn first(&self) -> &DestinationConfig {
+        &self.0[0]
+    }
+}
+
+impl<'de> Deserialize<'de> for Destinations {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> serde::de::Visitor<'de> for OneOrMany {
+            type Value = Destinations;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [destination] table or [[destination]] entries")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Destinations, A::Error> {
+                let one = DestinationConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Destinations(vec![one]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Destinations, A::Error> {
+                let many =
+                    Vec::<DestinationConfig>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                if many.is_empty() {
+                    return Err(serde::de::Error::custom("at least one [[destination]] is needed"));
+                }
+                Ok(Destinations(many))
+            }
+        }
+        deserializer.deserialize_any(OneOrMany)
+    }
 }
 
 /// `[formats]`
@@ -400,6 +450,13 @@ const KNOWN_KEYS: &[&str] = &[
     "account_id",
     "grace",
     "level",
+    "role_arn",
+    "external_id",
+    "session_name",
+    "instance_id",
+    "profile",
+    "requests_per_second",
+    "burst",
 ];
 
 impl Config {
@@ -434,8 +491,9 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid =
-            |key, message: String| Err(ConfigError::Invalid { path: path.to_owned(), key, message });
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid { path: path.to_owned(), key: key.to_owned(), message })
+        };
         if !(1..=API_MAX_FINDINGS_PER_REQUEST).contains(&self.batch.max_findings) {
             return invalid(
                 "batch.max_findings",
@@ -485,38 +543,65 @@ impl Config {
                 ),
             );
         }
-        if let Some(id) = &self.destination.account_id {
-            if !crate::finding::is_account_id(id) {
-                return invalid("destination.account_id", format!("{id:?} is not a 12-digit AWS account id"));
-            }
-        }
-        if let Some(arn) = &self.destination.product_arn {
-            if !arn.starts_with("arn:") || !arn.contains(":product/") {
+        let many = self.destination.0.len() > 1;
+        let mut seen = std::collections::HashSet::new();
+        for (n, d) in self.destination.0.iter().enumerate() {
+            let invalid = |key: &str, message: String| {
+                let key =
+                    if many { format!("destination[{}].{key}", n + 1) } else { format!("destination.{key}") };
+                Err(ConfigError::Invalid { path: path.to_owned(), key, message })
+            };
+            if many && (d.account_id.is_none() || d.region.is_none()) {
                 return invalid(
-                    "destination.product_arn",
+                    if d.account_id.is_none() { "account_id" } else { "region" },
+                    "is required when several [[destination]] entries are configured: \
+                     findings are routed by account and Region"
+                        .into(),
+                );
+            }
+            if many && !seen.insert((d.account_id.clone(), d.region.clone())) {
+                return invalid(
+                    "account_id",
                     format!(
-                        "{arn:?} is not a product ARN (arn:aws:securityhub:REGION:ACCOUNT:product/COMPANY/PRODUCT)"
+                        "{:?} in {:?} is configured twice",
+                        d.account_id.as_deref().unwrap_or_default(),
+                        d.region.as_deref().unwrap_or_default()
                     ),
                 );
             }
-        }
-        if let Some(arn) = &self.destination.role_arn {
-            if !(arn.starts_with("arn:") && arn.contains(":role/")) {
-                return invalid(
-                    "destination.role_arn",
-                    format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
-                );
+            if let Some(id) = &d.account_id {
+                if !crate::finding::is_account_id(id) {
+                    return invalid("account_id", format!("{id:?} is not a 12-digit AWS account id"));
+                }
             }
-        }
-        if self.destination.external_id.is_some() && self.destination.role_arn.is_none() {
-            return invalid("destination.external_id", "is only used with destination.role_arn".into());
-        }
-        if let Some(url) = &self.destination.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return invalid(
-                    "destination.endpoint_url",
-                    format!("{url:?} must start with http:// or https://"),
-                );
+            if let Some(arn) = &d.product_arn {
+                if !arn.starts_with("arn:") || !arn.contains(":product/") {
+                    return invalid(
+                        "product_arn",
+                        format!(
+                            "{arn:?} is not a product ARN (arn:aws:securityhub:REGION:ACCOUNT:product/COMPANY/PRODUCT)"
+                        ),
+                    );
+                }
+            }
+            if let Some(arn) = &d.role_arn {
+                if !(arn.starts_with("arn:") && arn.contains(":role/")) {
+                    return invalid(
+                        "role_arn",
+                        format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                    );
+                }
+            }
+            if d.external_id.is_some() && d.role_arn.is_none() {
+                return invalid("external_id", "is only used with role_arn".into());
+            }
+            if let Some(url) = &d.endpoint_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return invalid("endpoint_url", format!("{url:?} must start with http:// or https://"));
+                }
+            }
+            if d.requests_per_second.is_some_and(|r| !(r > 0.0 && r.is_finite())) || d.burst == Some(0) {
+                return invalid("requests_per_second", "must be above zero, with burst at least 1".into());
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
@@ -662,7 +747,42 @@ mod tests {
                 .unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t"));
         let err = parse("[destination]\nexternal_id = \"x\"").unwrap_err().to_string();
-        assert!(err.contains("only used with destination.role_arn"), "{err}");
+        assert!(err.contains("destination.external_id: is only used with role_arn"), "{err}");
+    }
+
+    #[test]
+    fn destinations_are_one_table_or_several_entries() {
+        let one = parse("[destination]\nregion = \"eu-west-1\"").unwrap();
+        assert_eq!(one.destination.0.len(), 1);
+        assert_eq!(one.destination.first().region.as_deref(), Some("eu-west-1"));
+        assert_eq!(parse("").unwrap().destination.0.len(), 1, "no section: one destination from the chains");
+        let two = parse(
+            "[[destination]]\naccount_id = \"111122223333\"\nregion = \"eu-west-1\"\n\
+             [[destination]]\naccount_id = \"444455556666\"\nregion = \"us-east-1\"\nrequests_per_second = 2.5\n",
+        )
+        .unwrap();
+        assert_eq!(two.destination.0.len(), 2);
+        assert_eq!(two.destination.0[1].requests_per_second, Some(2.5));
+    }
+
+    #[test]
+    fn several_destinations_need_account_and_region_each_once() {
+        let err = parse(
+            "[[destination]]\naccount_id = \"111122223333\"\nregion = \"eu-west-1\"\n\
+             [[destination]]\nregion = \"us-east-1\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("destination[2].account_id: is required when several"), "{err}");
+        let err = parse(
+            "[[destination]]\naccount_id = \"111122223333\"\nregion = \"eu-west-1\"\n\
+             [[destination]]\naccount_id = \"111122223333\"\nregion = \"eu-west-1\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("destination[2].account_id") && err.contains("configured twice"), "{err}");
+        let err = parse("[[destination]]\nregoin = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains(":2:1:") && err.contains("did you mean \"region\""), "{err}");
     }
 
     #[test]

@@ -18,7 +18,8 @@ const VOLATILE_FIELDS: &[&str] =
     &["CreatedAt", "UpdatedAt", "FirstObservedAt", "LastObservedAt", "ProcessedAt"];
 const SEVERITY_LABELS: &[&str] = &["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"];
 
-/// Values that config (or, later, the instance identity) supplies to findings that lack them.
+/// Values that config (or the instance identity) supplies to findings that lack them: those of
+/// the first destination.
 #[derive(Debug, Clone, Default)]
 pub struct Defaults {
     /// Region, for the default product ARN.
@@ -27,9 +28,24 @@ pub struct Defaults {
     pub account_id: Option<String>,
     /// `ProductArn` for findings without one; else the account's default product.
     pub product_arn: Option<String>,
+    /// Where findings may go, in configuration order. Empty: one destination that takes every
+    /// account (the defaults above fill its product ARN).
+    pub routes: Vec<Route>,
 }
 
-impl Defaults {
+/// One destination as routing sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Its Region.
+    pub region: String,
+    /// The one account it takes; `None` takes any account (a single destination whose account
+    /// is not known).
+    pub account_id: Option<String>,
+    /// Its `ProductArn` for findings without one.
+    pub product_arn: Option<String>,
+}
+
+impl Route {
     /// `arn:aws:securityhub:REGION:ACCOUNT:product/ACCOUNT/default`, or the configured ARN.
     pub fn product_arn_for(&self, account: &str) -> String {
         self.product_arn.clone().unwrap_or_else(|| {
@@ -39,6 +55,37 @@ impl Defaults {
                 self.region
             )
         })
+    }
+
+    fn takes(&self, account: &str, region: Option<&str>) -> bool {
+        self.account_id.as_deref().is_none_or(|a| a == account) && region.is_none_or(|r| r == self.region)
+    }
+}
+
+impl Defaults {
+    /// `arn:aws:securityhub:REGION:ACCOUNT:product/ACCOUNT/default`, or the configured ARN.
+    pub fn product_arn_for(&self, account: &str) -> String {
+        self.default_route().product_arn_for(account)
+    }
+
+    fn default_route(&self) -> Route {
+        Route { region: self.region.clone(), account_id: None, product_arn: self.product_arn.clone() }
+    }
+
+    /// The index of the first route that takes a finding for `account` (and `region`, when the
+    /// finding names one), with its product ARN for the finding.
+    pub fn route(&self, account: &str, region: Option<&str>) -> Result<(usize, String), Rejection> {
+        if self.routes.is_empty() {
+            return Ok((0, self.product_arn_for(account)));
+        }
+        let found = self.routes.iter().position(|r| r.takes(account, region));
+        match found {
+            Some(i) => Ok((i, self.routes[i].product_arn_for(account))),
+            None => Err(Rejection::NoDestination {
+                account: account.to_owned(),
+                region: region.map(str::to_owned),
+            }),
+        }
     }
 }
 
@@ -62,6 +109,8 @@ pub struct Finding {
     pub product_arn: String,
     /// `AwsAccountId`.
     pub account_id: String,
+    /// Which destination (index into [`Defaults::routes`]) it goes to.
+    pub destination: usize,
     /// The complete finding object as sent.
     pub json: Bytes,
 }
@@ -89,6 +138,18 @@ pub enum Rejection {
     /// The finding is larger than Security Hub accepts.
     #[error("the finding is {0} bytes; Security Hub accepts at most {MAX_FINDING_BYTES}")]
     TooLarge(usize),
+    /// No configured destination takes the finding's account (and Region).
+    #[error(
+        "no configured destination takes account {account}{}; the agent writes only into accounts \
+         and Regions its configuration names",
+        region.as_deref().map(|r| format!(" in {r}")).unwrap_or_default()
+    )]
+    NoDestination {
+        /// The finding's `AwsAccountId`.
+        account: String,
+        /// The finding's `Region`, when it has one.
+        region: Option<String>,
+    },
 }
 
 impl Rejection {
@@ -100,6 +161,7 @@ impl Rejection {
             Rejection::Missing(_) => "MissingField",
             Rejection::Invalid { .. } => "InvalidField",
             Rejection::TooLarge(_) => "FindingTooLarge",
+            Rejection::NoDestination { .. } => "NoDestination",
         }
     }
 }
@@ -211,7 +273,9 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
     if !is_account_id(&account_id) {
         return Err(invalid("AwsAccountId", format!("{account_id:?} is not 12 digits")));
     }
-    fill(&mut fields, "ProductArn", || defaults.product_arn_for(&account_id));
+    let region = if fields.contains_key("Region") { Some(str_field(&fields, "Region", 64)?) } else { None };
+    let (destination, product_arn) = defaults.route(&account_id, region.as_deref())?;
+    fill(&mut fields, "ProductArn", || product_arn);
     let id = str_field(&fields, "Id", 512)?.into_owned();
     let product_arn = str_field(&fields, "ProductArn", 2048)?.into_owned();
     validate(&fields)?;
@@ -219,7 +283,7 @@ pub fn prepare(raw: &[u8], defaults: &Defaults, now: OffsetDateTime) -> Result<F
     if json.len() > MAX_FINDING_BYTES {
         return Err(Rejection::TooLarge(json.len()));
     }
-    Ok(Finding { id, product_arn, account_id, json: Bytes::from(json) })
+    Ok(Finding { id, product_arn, account_id, destination, json: Bytes::from(json) })
 }
 
 fn validate(fields: &Fields) -> Result<(), Rejection> {
@@ -355,7 +419,12 @@ mod tests {
     use serde_json::{Value, json};
 
     fn defaults() -> Defaults {
-        Defaults { region: "eu-west-1".into(), account_id: Some("111122223333".into()), product_arn: None }
+        Defaults {
+            region: "eu-west-1".into(),
+            account_id: Some("111122223333".into()),
+            product_arn: None,
+            routes: vec![],
+        }
     }
 
     fn minimal() -> Value {
@@ -494,6 +563,59 @@ mod tests {
             let err = prepare(raw.as_bytes(), &defaults(), now()).unwrap_err();
             assert_eq!(err.code(), "InvalidJson", "{raw}");
         }
+    }
+
+    fn two_routes() -> Defaults {
+        let route = |region: &str, account: &str, product: Option<&str>| Route {
+            region: region.into(),
+            account_id: Some(account.into()),
+            product_arn: product.map(Into::into),
+        };
+        Defaults {
+            region: "eu-west-1".into(),
+            account_id: Some("111122223333".into()),
+            product_arn: None,
+            routes: vec![
+                route("eu-west-1", "111122223333", None),
+                route(
+                    "us-east-1",
+                    "444455556666",
+                    Some("arn:aws:securityhub:us-east-1:999988887777:product/acme/scanner"),
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn findings_are_routed_by_account_and_region_with_that_destination_product() {
+        let d = two_routes();
+        let mine = prepare(&serde_json::to_vec(&minimal()).unwrap(), &d, now()).unwrap();
+        assert_eq!((mine.destination, mine.account_id.as_str()), (0, "111122223333"));
+        assert_eq!(
+            mine.product_arn,
+            "arn:aws:securityhub:eu-west-1:111122223333:product/111122223333/default"
+        );
+        let mut other = minimal();
+        other["AwsAccountId"] = "444455556666".into();
+        let theirs = prepare(&serde_json::to_vec(&other).unwrap(), &d, now()).unwrap();
+        assert_eq!(theirs.destination, 1);
+        assert_eq!(theirs.product_arn, "arn:aws:securityhub:us-east-1:999988887777:product/acme/scanner");
+        other["Region"] = "us-east-1".into();
+        assert_eq!(prepare(&serde_json::to_vec(&other).unwrap(), &d, now()).unwrap().destination, 1);
+    }
+
+    #[test]
+    fn a_finding_no_destination_takes_is_rejected_with_the_reason() {
+        let d = two_routes();
+        let mut v = minimal();
+        v["AwsAccountId"] = "777777777777".into();
+        let err = prepare(&serde_json::to_vec(&v).unwrap(), &d, now()).unwrap_err();
+        assert_eq!(err.code(), "NoDestination");
+        assert!(err.to_string().contains("no configured destination takes account 777777777777"), "{err}");
+        v["AwsAccountId"] = "444455556666".into();
+        v["Region"] = "eu-west-1".into();
+        let err = prepare(&serde_json::to_vec(&v).unwrap(), &d, now()).unwrap_err();
+        assert!(err.to_string().contains("account 444455556666 in eu-west-1"), "{err}");
     }
 
     #[test]

@@ -137,7 +137,11 @@ fn reload(path: &std::path::Path, log: &LogHandle, observe: &pipeline::Observe) 
             if std::env::var_os("RUST_LOG").is_none() {
                 let _ = log.modify(|f| *f = tracing_subscriber::EnvFilter::new(&new.log.level));
             }
-            *observe.new_rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipeline::rate_settings(&new));
+            // Rates apply to the running destinations in order; a changed list waits for a restart.
+            for (lane, d) in observe.lanes().iter().zip(&new.destination.0) {
+                *lane.new_rate.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(pipeline::rate_settings(&new, d));
+            }
             tracing::info!(
                 path = %path.display(),
                 level = %new.log.level,
@@ -267,7 +271,7 @@ fn validate_files(
     output: validate::Output,
 ) -> anyhow::Result<()> {
     let config = config_or_default(config)?;
-    if config.destination.account_id.is_none() || config.destination.region.is_none() {
+    if config.destination.first().account_id.is_none() || config.destination.first().region.is_none() {
         eprintln!(
             "note: no account or Region configured; using {} / {} where findings lack them",
             validate::PLACEHOLDER_ACCOUNT,

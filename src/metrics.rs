@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -112,8 +111,16 @@ impl Collector for PipelineCollector {
         gauge(&mut e, "spool_backlog_files", "Files waiting in the spool", files as f64)?;
         gauge(&mut e, "spool_backlog_bytes", "Bytes waiting in the spool", bytes as f64)?;
         gauge(&mut e, "spool_oldest_file_age_seconds", "Age of the oldest waiting file", oldest as f64)?;
-        let rate = f64::from_bits(self.observe.rate.load(Ordering::Relaxed));
-        gauge(&mut e, "send_rate_requests_per_second", "Request rate the limiter allows now", rate)?;
+        let mut rate = e.encode_descriptor(
+            "send_rate_requests_per_second",
+            "Request rate the limiter allows now, by destination (ACCOUNT/REGION)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for lane in self.observe.lanes() {
+            let labels = vec![("destination".to_owned(), lane.name.clone())];
+            rate.encode_family(&labels)?.encode_gauge(&lane.rate())?;
+        }
         gauge(
             &mut e,
             "last_delivery_timestamp_seconds",

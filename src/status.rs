@@ -26,8 +26,8 @@ pub struct Report {
     pub oldest_file_age_s: u64,
     /// Findings held in memory (queued, in a request or waiting for a retry).
     pub in_memory_findings: u64,
-    /// Current allowed request rate (requests/s).
-    pub rate: f64,
+    /// Each destination (`ACCOUNT/REGION`) with the request rate it is allowed now (requests/s).
+    pub destinations: Vec<(String, f64)>,
     /// The counters since start.
     pub counters: Snapshot,
 }
@@ -98,10 +98,10 @@ pub fn render(r: &Report, now_unix: u64) -> String {
         Some((when, msg)) => out.push_str(&format!("last error:     {} — {msg}\n", ago(now_unix, *when))),
         None => out.push_str("last error:     none\n"),
     }
-    out.push_str(&format!(
-        "rate:           {:.2} requests/s allowed; {} throttled so far\n",
-        r.rate, c.throttles
-    ));
+    out.push_str(&format!("throttled:      {} requests so far\n", c.throttles));
+    for (name, rate) in &r.destinations {
+        out.push_str(&format!("destination:    {name}: {rate:.2} requests/s allowed\n"));
+    }
     out.push_str(&format!(
         "findings:       {} decoded, {} accepted, {} dead-lettered, {} sent again\n",
         c.findings_decoded, c.findings_accepted, rejected, c.findings_retried
@@ -129,7 +129,7 @@ mod tests {
             backlog_bytes: 300,
             oldest_file_age_s: 7,
             in_memory_findings: 10,
-            rate: 9.5,
+            destinations: vec![("111122223333/eu-west-1".into(), 9.5)],
             counters: Snapshot {
                 last_delivery_unix: 990,
                 last_error: Some((995, "503 ServiceUnavailable".into())),

@@ -10,7 +10,6 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::Config;
 use crate::decode::{self, Decoded, Options, build::Context};
-use crate::finding::Defaults;
 
 /// Placeholders when no configuration names an account and Region.
 pub const PLACEHOLDER_ACCOUNT: &str = "123456789012";
@@ -39,24 +38,17 @@ pub struct Totals {
 
 /// Decode options from the configuration, with placeholders where it names no account or Region.
 pub fn options_from(config: &Config) -> Options {
-    let region = config.destination.region.clone().unwrap_or_else(|| PLACEHOLDER_REGION.to_owned());
-    let account = config.destination.account_id.clone().unwrap_or_else(|| PLACEHOLDER_ACCOUNT.to_owned());
+    let first = config.destination.first();
+    let mut defaults = crate::pipeline::defaults_for(&config.destination.0, PLACEHOLDER_REGION);
+    defaults.account_id.get_or_insert_with(|| PLACEHOLDER_ACCOUNT.to_owned());
     let context = Context::for_host(
-        &region,
-        Some(&account),
-        config.destination.instance_id.as_deref(),
+        &defaults.region,
+        defaults.account_id.as_deref(),
+        first.instance_id.as_deref(),
         &crate::pipeline::hostname(),
         String::new(),
     );
-    Options {
-        defaults: Defaults {
-            region,
-            account_id: Some(account),
-            product_arn: config.destination.product_arn.clone(),
-        },
-        context,
-        include_passed: config.formats.xccdf_include_passed,
-    }
+    Options { defaults, context, include_passed: config.formats.xccdf_include_passed }
 }
 
 /// Validates each file, printing to `out` (findings) and `err` (per-file verdicts).

@@ -37,7 +37,13 @@ async fn real_asff_fixtures_are_delivered_as_validated() {
     {
         env.drop_file(name, &std::fs::read(dir.join(name)).unwrap());
     }
-    let (ok, log) = env.run_once(&env.config("")).await;
+    // The fixtures name their own accounts and Regions: the agent takes only configured ones.
+    let hub = env.hub.endpoint();
+    let destinations =
+        [("123456789012", "us-east-2"), ("123456789123", "eu-west-1"), ("123456789012", "test-region")]
+            .map(|(account, region)| Env::destination(account, region, &hub))
+            .concat();
+    let (ok, log) = env.run_once(&env.config(&destinations)).await;
     assert!(ok, "{log}");
     // Trivy's template gives 4 findings only 2 distinct Ids (see PROVENANCE.md): 1 + 1 + 2 stored.
     assert_eq!(env.hub.findings().len(), 4);

@@ -29,6 +29,7 @@ fn options(include_passed: bool) -> Options {
             region: "eu-west-1".into(),
             account_id: Some("111122223333".into()),
             product_arn: None,
+            routes: vec![],
         },
         context: Context::for_host(
             "eu-west-1",

@@ -70,7 +70,12 @@ mod tests {
     use serde_json::json;
 
     fn defaults() -> Defaults {
-        Defaults { region: "us-east-1".into(), account_id: Some("111122223333".into()), product_arn: None }
+        Defaults {
+            region: "us-east-1".into(),
+            account_id: Some("111122223333".into()),
+            product_arn: None,
+            routes: vec![],
+        }
     }
 
     fn finding(id: &str) -> serde_json::Value {

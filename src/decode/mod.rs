@@ -209,6 +209,7 @@ mod tests {
                 region: "eu-west-1".into(),
                 account_id: Some("111122223333".into()),
                 product_arn: None,
+                routes: vec![],
             },
             context: build::Context::for_host("eu-west-1", None, None, "h", "2026-01-01T00:00:00Z".into()),
             include_passed: true,

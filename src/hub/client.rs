@@ -75,6 +75,9 @@ impl HubClient {
         if let Some(url) = &dest.endpoint_url {
             loader = loader.endpoint_url(url);
         }
+        if let Some(profile) = &dest.profile {
+            loader = loader.profile_name(profile);
+        }
         let mut sdk = loader.load().await;
         let region = sdk.region().ok_or(ClientError::NoRegion)?.to_string();
         if let Some(role) = &dest.role_arn {

@@ -15,11 +15,11 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::client::{FailedFinding, HubClient, RequestFailure};
 use super::rate::{Limiter, RateSettings};
 use super::retry::{Backoff, Verdict, finding_error_is_transient};
-use crate::pipeline::Observe;
 use crate::pipeline::ack::DeadLetter;
 use crate::pipeline::batch::{self, Batcher, MAX_BODY_BYTES};
 use crate::pipeline::queue::{QueueRx, Queued};
 use crate::pipeline::stats::Stats;
+use crate::pipeline::{Lane, Observe};
 
 /// How the sender batches and retries.
 #[derive(Debug, Clone)]
@@ -56,6 +56,7 @@ pub async fn run(
     mut rx: QueueRx,
     settings: SenderSettings,
     observe: Observe,
+    lane: Arc<Lane>,
     shutdown: CancellationToken,
 ) {
     let stats = observe.stats.clone();
@@ -95,11 +96,11 @@ pub async fn run(
             }
             _ = beat.tick() => {
                 observe.heartbeat.fetch_add(1, Ordering::Relaxed);
-                if let Some(new) = observe.new_rate.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                if let Some(new) = lane.new_rate.lock().unwrap_or_else(|e| e.into_inner()).take() {
                     ctx.limiter.update(new);
-                    info!(requests_per_second = new.requests_per_second, burst = new.burst, adaptive = new.adaptive, "rate settings reloaded");
+                    info!(destination = %lane.name, requests_per_second = new.requests_per_second, burst = new.burst, adaptive = new.adaptive, "rate settings reloaded");
                 }
-                observe.rate.store(ctx.limiter.state().rate.to_bits(), Ordering::Relaxed);
+                lane.rate.store(ctx.limiter.state().rate.to_bits(), Ordering::Relaxed);
             }
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Err(e) = joined {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::config::{Config, DestinationConfig};
 use crate::decode::{self, build::Context};
-use crate::finding::Defaults;
+use crate::finding::{Defaults, Route};
 use crate::hub::client::{ClientError, HubClient};
 use crate::hub::rate::RateSettings;
 use crate::hub::sender::{self, SenderSettings};
@@ -61,21 +61,70 @@ pub struct Observe {
     pub stats: Arc<stats::Stats>,
     /// Notified once the spool is watched and scanned.
     pub ready: Arc<tokio::sync::Notify>,
-    /// Bumped every second by the sending loop; a stuck loop stops bumping it.
+    /// Bumped every second by each sending loop; a stuck loop stops bumping it.
     pub heartbeat: Arc<std::sync::atomic::AtomicU64>,
-    /// The allowed request rate (f64 bits), updated every second by the sending loop.
-    pub rate: Arc<std::sync::atomic::AtomicU64>,
-    /// New rate settings from a reload, picked up by the sending loop within a second.
-    pub new_rate: Arc<std::sync::Mutex<Option<RateSettings>>>,
+    /// One lane per destination, registered when the pipeline starts.
+    pub lanes: Arc<std::sync::Mutex<Vec<Arc<Lane>>>>,
 }
 
-/// The rate settings a configuration asks for.
-pub fn rate_settings(config: &Config) -> RateSettings {
+impl Observe {
+    /// The lanes registered so far.
+    pub fn lanes(&self) -> Vec<Arc<Lane>> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What the service layer sees of one destination's sending loop.
+#[derive(Debug)]
+pub struct Lane {
+    /// `ACCOUNT/REGION` (or the Region alone when the account is not known).
+    pub name: String,
+    /// The allowed request rate (f64 bits), updated every second by the sending loop.
+    pub rate: std::sync::atomic::AtomicU64,
+    /// New rate settings from a reload, picked up by the sending loop within a second.
+    pub new_rate: std::sync::Mutex<Option<RateSettings>>,
+}
+
+impl Lane {
+    fn new(name: String, rate: f64) -> Self {
+        Self { name, rate: rate.to_bits().into(), new_rate: std::sync::Mutex::new(None) }
+    }
+
+    /// The rate the limiter allows now (requests/s).
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// The rate settings a configuration asks for one destination: its own rate and burst where
+/// set, `[rate]` otherwise.
+pub fn rate_settings(config: &Config, destination: &DestinationConfig) -> RateSettings {
     RateSettings {
-        requests_per_second: config.rate.requests_per_second,
-        burst: f64::from(config.rate.burst),
+        requests_per_second: destination.requests_per_second.unwrap_or(config.rate.requests_per_second),
+        burst: f64::from(destination.burst.unwrap_or(config.rate.burst)),
         adaptive: config.rate.adaptive,
         min_requests_per_second: config.rate.min_requests_per_second,
+    }
+}
+
+/// Routing for resolved destinations: the first fills missing accounts and product ARNs, each
+/// takes its own account (a single destination of unknown account takes any).
+/// `fallback_region` stands in where a destination names none.
+pub fn defaults_for(destinations: &[DestinationConfig], fallback_region: &str) -> Defaults {
+    let region_of = |d: &DestinationConfig| d.region.clone().unwrap_or_else(|| fallback_region.to_owned());
+    let first = &destinations[0];
+    Defaults {
+        region: region_of(first),
+        account_id: first.account_id.clone(),
+        product_arn: first.product_arn.clone(),
+        routes: destinations
+            .iter()
+            .map(|d| Route {
+                region: region_of(d),
+                account_id: d.account_id.clone(),
+                product_arn: d.product_arn.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -86,20 +135,29 @@ pub async fn run(
     shutdown: CancellationToken,
     observe: Observe,
 ) -> Result<Snapshot, RunError> {
-    let destination = resolve_destination(&config.destination).await;
-    let client = HubClient::connect(&destination, config.retry.request_timeout).await?;
-    let defaults = Defaults {
-        region: client.region().to_owned(),
-        account_id: destination.account_id.clone(),
-        product_arn: destination.product_arn.clone(),
-    };
+    let mut destinations = resolve_destinations(&config.destination.0).await;
+    let mut clients = Vec::with_capacity(destinations.len());
+    for d in &mut destinations {
+        let client = HubClient::connect(d, config.retry.request_timeout).await?;
+        d.region = Some(client.region().to_owned());
+        clients.push(client);
+    }
+    let defaults = defaults_for(&destinations, "");
     let dirs = Dirs {
         failed: config.spool.failed_dir(),
         done: config.spool.done_dir(),
         on_success: config.spool.on_success,
     };
     dirs.prepare().map_err(|source| RunError::Dirs { path: dirs.failed.clone(), source })?;
-    info!(region = %client.region(), spool = %config.spool.dir.display(), ?mode, "starting");
+    for d in &destinations {
+        info!(
+            destination = %lane_name(d),
+            role = d.role_arn.as_deref().unwrap_or("-"),
+            profile = d.profile.as_deref().unwrap_or("-"),
+            "destination"
+        );
+    }
+    info!(spool = %config.spool.dir.display(), destinations = destinations.len(), ?mode, "starting");
 
     let stats = observe.stats.clone();
     let claims = Claims::default();
@@ -112,18 +170,26 @@ pub async fn run(
             .expect("spawning a thread")
     };
     let budget = queue::Budget::new(config.queue.max_findings, config.queue.max_bytes);
-    let (queue_tx, queue_rx) = queue::channel();
-    let settings = SenderSettings {
-        max_findings: config.batch.max_findings,
-        flush_interval: config.batch.flush_interval,
-        max_in_flight: config.batch.max_in_flight,
-        initial_backoff: config.retry.initial_backoff,
-        max_backoff: config.retry.max_backoff,
-        access_denied_pause: config.retry.access_denied_pause,
-        grace: config.shutdown.grace,
-        rate: rate_settings(config),
-    };
-    let sending = tokio::spawn(sender::run(client, queue_rx, settings, observe.clone(), shutdown.clone()));
+    let mut queues = Vec::with_capacity(destinations.len());
+    let mut sending = Vec::with_capacity(destinations.len());
+    for (d, client) in destinations.iter().zip(clients) {
+        let (queue_tx, queue_rx) = queue::channel();
+        queues.push(queue_tx);
+        let settings = SenderSettings {
+            max_findings: config.batch.max_findings,
+            flush_interval: config.batch.flush_interval,
+            max_in_flight: config.batch.max_in_flight,
+            initial_backoff: config.retry.initial_backoff,
+            max_backoff: config.retry.max_backoff,
+            access_denied_pause: config.retry.access_denied_pause,
+            grace: config.shutdown.grace,
+            rate: rate_settings(config, d),
+        };
+        let lane = Arc::new(Lane::new(lane_name(d), settings.rate.requests_per_second));
+        observe.lanes.lock().unwrap_or_else(|e| e.into_inner()).push(lane.clone());
+        let task = sender::run(client, queue_rx, settings, observe.clone(), lane, shutdown.clone());
+        sending.push(tokio::spawn(task));
+    }
     let reporting =
         tokio::spawn(report_status(config.clone(), budget.clone(), observe.clone(), shutdown.clone()));
     let metrics = config.metrics.listen.map(|listen| {
@@ -146,7 +212,7 @@ pub async fn run(
             context: Context::for_host(
                 &defaults.region,
                 defaults.account_id.as_deref(),
-                destination.instance_id.as_deref(),
+                destinations[0].instance_id.as_deref(),
                 &hostname(),
                 String::new(),
             ),
@@ -156,7 +222,7 @@ pub async fn run(
         formats: config.formats.clone(),
         owners: config.spool.owners(),
         budget,
-        queue: queue_tx,
+        queue: queue::Lanes(queues),
         events,
         claims,
         stats: stats.clone(),
@@ -170,8 +236,10 @@ pub async fn run(
         shutdown.cancel();
     }
     // The reader is gone, so the queue closes once drained and the sender returns.
-    if let Err(e) = sending.await {
-        error!(error = %e, "the sender failed");
+    for task in sending {
+        if let Err(e) = task.await {
+            error!(error = %e, "a sender failed");
+        }
     }
     reporting.abort();
     if let Some(m) = metrics {
@@ -183,29 +251,44 @@ pub async fn run(
     Ok(stats.snapshot())
 }
 
-/// The configured destination, with Region, account and instance id filled in from the EC2
-/// instance identity document where the configuration leaves them out.
-pub async fn resolve_destination(configured: &DestinationConfig) -> DestinationConfig {
-    let mut d = configured.clone();
-    if d.region.is_some() && d.account_id.is_some() && d.instance_id.is_some() {
-        return d;
-    }
-    match identity::instance_identity(Duration::from_secs(2)).await {
-        Ok(id) => {
-            info!(region = %id.region, account = %id.account_id, instance = %id.instance_id, "instance identity from IMDSv2");
-            d.region.get_or_insert(id.region);
-            d.account_id.get_or_insert(id.account_id);
-            d.instance_id.get_or_insert(id.instance_id);
+/// The configured destinations, the first with Region, account and instance id filled in from
+/// the EC2 instance identity document where the configuration leaves them out; the others take
+/// the instance id (findings are about this instance whatever account they go to).
+pub async fn resolve_destinations(configured: &[DestinationConfig]) -> Vec<DestinationConfig> {
+    let mut all = configured.to_vec();
+    let d = &mut all[0];
+    if !(d.region.is_some() && d.account_id.is_some() && d.instance_id.is_some()) {
+        match identity::instance_identity(Duration::from_secs(2)).await {
+            Ok(id) => {
+                info!(region = %id.region, account = %id.account_id, instance = %id.instance_id, "instance identity from IMDSv2");
+                d.region.get_or_insert(id.region);
+                d.account_id.get_or_insert(id.account_id);
+                d.instance_id.get_or_insert(id.instance_id);
+            }
+            Err(IdentityError::Disabled) => {}
+            Err(e) => warn!(error = %e, "no instance identity; using the configuration and the SDK's chains"),
         }
-        Err(IdentityError::Disabled) => {}
-        Err(e) => warn!(error = %e, "no instance identity; using the configuration and the SDK's chains"),
     }
-    d
+    let instance = all[0].instance_id.clone();
+    for d in &mut all[1..] {
+        if d.instance_id.is_none() {
+            d.instance_id.clone_from(&instance);
+        }
+    }
+    all
+}
+
+/// How logs, status and metrics name a destination.
+pub fn lane_name(d: &DestinationConfig) -> String {
+    let region = d.region.as_deref().unwrap_or("(region from the SDK chain)");
+    match &d.account_id {
+        Some(account) => format!("{account}/{region}"),
+        None => region.to_owned(),
+    }
 }
 
 /// Writes the status file every `status.interval` until shutdown.
 async fn report_status(config: Config, budget: queue::Budget, observe: Observe, shutdown: CancellationToken) {
-    use std::sync::atomic::Ordering;
     let mut tick = tokio::time::interval(config.status.interval);
     let mut warned = false;
     loop {
@@ -223,7 +306,7 @@ async fn report_status(config: Config, budget: queue::Budget, observe: Observe, 
             backlog_bytes,
             oldest_file_age_s,
             in_memory_findings: config.queue.max_findings.saturating_sub(budget.free_findings()) as u64,
-            rate: f64::from_bits(observe.rate.load(Ordering::Relaxed)),
+            destinations: observe.lanes().iter().map(|l| (l.name.clone(), l.rate())).collect(),
             counters: observe.stats.snapshot(),
         };
         match status::write(&config.status.path, &report) {

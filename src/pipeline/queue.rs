@@ -72,6 +72,17 @@ pub type QueueTx = mpsc::UnboundedSender<Queued>;
 /// Receiving side of the queue.
 pub type QueueRx = mpsc::UnboundedReceiver<Queued>;
 
+/// One queue per destination; a finding goes to the one its routing chose.
+#[derive(Debug, Clone)]
+pub struct Lanes(pub Vec<QueueTx>);
+
+impl Lanes {
+    /// Queues `q` for its destination; false when that sender is gone (shutting down).
+    pub fn send(&self, q: Queued) -> bool {
+        self.0.get(q.finding.destination).is_some_and(|tx| tx.send(q).is_ok())
+    }
+}
+
 /// A queue whose size is held by [`Budget`] permits rather than by the channel.
 pub fn channel() -> (QueueTx, QueueRx) {
     mpsc::unbounded_channel()

@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::FormatsConfig;
 use crate::decode::{self, DecodeEnd, Decoded};
 use crate::pipeline::ack::{AckEvent, DeadLetter, Ticket};
-use crate::pipeline::queue::{Budget, QueueTx, Queued};
+use crate::pipeline::queue::{Budget, Lanes, Queued};
 use crate::pipeline::stats::Stats;
 use finish::Claims;
 pub use watch::WatchError;
@@ -49,8 +49,8 @@ pub struct Reader {
     pub owners: open::Owners,
     /// The memory budget.
     pub budget: Budget,
-    /// The queue.
-    pub queue: QueueTx,
+    /// The queues, one per destination.
+    pub queue: Lanes,
     /// Acknowledgement events.
     pub events: UnboundedSender<AckEvent>,
     /// Files being worked on.
@@ -221,7 +221,7 @@ impl Reader {
             match item {
                 Decoded::Finding(finding) => {
                     let queued = Queued { finding, ack: ticket.ack(), permit };
-                    if self.queue.send(queued).is_err() {
+                    if !self.queue.send(queued) {
                         return ControlFlow::Break(()); // the sender is gone: stopping
                     }
                 }

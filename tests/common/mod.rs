@@ -88,6 +88,13 @@ interval = "200ms"
         path
     }
 
+    /// A `[[destination]]` entry for `account` in `region`, sent to `endpoint`.
+    pub fn destination(account: &str, region: &str, endpoint: &str) -> String {
+        format!(
+            "[[destination]]\naccount_id = \"{account}\"\nregion = \"{region}\"\nendpoint_url = \"{endpoint}\"\n"
+        )
+    }
+
     /// The agent binary with test credentials and no instance metadata lookups.
     pub fn agent(&self, args: &[&str]) -> Command {
         agent_command(args, SECRET_KEY)
