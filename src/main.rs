@@ -77,6 +77,28 @@ enum Command {
     /// Print the man page (roff).
     #[command(hide = true)]
     Man,
+    /// Check, for each destination, that its findings can arrive: credentials, their account,
+    /// Security Hub enabled, the product integration enabled, permission to import. Prints the
+    /// fix for each failure; exits non-zero if any check failed.
+    Doctor {
+        /// Configuration file; the default path is used when it exists.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the least-privilege IAM policies for the configured destinations as JSON:
+    /// `permission` (for the principal that imports), and with an assumed role `trust` (the
+    /// role's trust policy) and `assume` (for the agent's own principal).
+    IamPolicy {
+        /// Configuration file; the default path is used when it exists.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The integration model; default: what each destination's configuration implies.
+        #[arg(long, value_enum)]
+        model: Option<securityhub_agent::doctor::Model>,
+        /// Who may assume the customer's role (the trust policy's principal).
+        #[arg(long, default_value = securityhub_agent::policy::PARTNER_PRINCIPAL)]
+        partner_principal: String,
+    },
     /// Check the configuration file and exit (non-zero with the reason if it is wrong).
     CheckConfig {
         /// Configuration file.
@@ -100,6 +122,10 @@ fn main() -> ExitCode {
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into)
         }
+        Command::Doctor { config } => doctor(config.as_deref()),
+        Command::IamPolicy { config, model, partner_principal } => {
+            iam_policy(config.as_deref(), model, &partner_principal)
+        }
         Command::CheckConfig { config } => {
             Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
         }
@@ -111,6 +137,38 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A small runtime for the one-shot commands that call AWS.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn doctor(config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use securityhub_agent::doctor;
+    let config = config_or_default(config)?;
+    let reports = runtime()?.block_on(async {
+        let destinations = pipeline::resolve_destinations(&config.destination.0).await;
+        let mut reports = Vec::new();
+        for d in &destinations {
+            reports.push(doctor::check(d, config.retry.request_timeout, doctor::Depth::Full).await);
+        }
+        reports
+    });
+    print!("{}", doctor::render(&reports));
+    if reports.iter().all(doctor::Report::ok) { Ok(()) } else { anyhow::bail!("a check failed (see above)") }
+}
+
+fn iam_policy(
+    config: Option<&std::path::Path>,
+    model: Option<securityhub_agent::doctor::Model>,
+    partner_principal: &str,
+) -> anyhow::Result<()> {
+    let config = config_or_default(config)?;
+    let destinations = runtime()?.block_on(pipeline::resolve_destinations(&config.destination.0));
+    let documents = securityhub_agent::policy::documents(&destinations, model, partner_principal);
+    println!("{}", serde_json::to_string_pretty(&documents)?);
+    Ok(())
 }
 
 fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {

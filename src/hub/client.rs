@@ -62,40 +62,13 @@ pub struct HubClient {
 impl HubClient {
     /// Builds the client from the SDK's default chains plus the destination's overrides.
     pub async fn connect(dest: &DestinationConfig, request_timeout: Duration) -> Result<Self, ClientError> {
-        let timeouts = TimeoutConfig::builder()
-            .operation_attempt_timeout(request_timeout)
-            .connect_timeout(request_timeout.min(Duration::from_secs(10)))
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(timeouts);
-        if let Some(region) = &dest.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(url) = &dest.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(profile) = &dest.profile {
-            loader = loader.profile_name(profile);
-        }
-        let mut sdk = loader.load().await;
+        Self::from_sdk(&sdk_config(dest, request_timeout).await?)
+    }
+
+    /// A client on `sdk` (see [`sdk_config`]); clients on one `SdkConfig` share its credentials cache.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Result<Self, ClientError> {
         let region = sdk.region().ok_or(ClientError::NoRegion)?.to_string();
-        if let Some(role) = &dest.role_arn {
-            // Partner-hosted, sent from the customer account: the SDK's AssumeRoleProvider, whose
-            // credentials the client's identity cache refreshes before they expire.
-            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name(dest.session_name.clone().unwrap_or_else(|| "securityhub-agent".into()))
-                .configure(&sdk);
-            if let Some(id) = &dest.external_id {
-                provider = provider.external_id(id.0.clone());
-            }
-            let provider = provider.build().await;
-            sdk = sdk
-                .into_builder()
-                .credentials_provider(aws_sdk_securityhub::config::SharedCredentialsProvider::new(provider))
-                .build();
-        }
-        Ok(Self { client: aws_sdk_securityhub::Client::new(&sdk), region })
+        Ok(Self { client: aws_sdk_securityhub::Client::new(sdk), region })
     }
 
     /// The Region requests go to.
@@ -103,6 +76,57 @@ impl HubClient {
         &self.region
     }
 
+    /// The SDK client, for the preflight calls of `doctor`.
+    pub fn sdk(&self) -> &aws_sdk_securityhub::Client {
+        &self.client
+    }
+}
+
+/// The SDK configuration of one destination: the default chains, the destination's Region,
+/// endpoint and profile, the SDK's retries off, and — with `role_arn` — AssumeRole credentials.
+pub async fn sdk_config(
+    dest: &DestinationConfig,
+    request_timeout: Duration,
+) -> Result<aws_config::SdkConfig, ClientError> {
+    let timeouts = TimeoutConfig::builder()
+        .operation_attempt_timeout(request_timeout)
+        .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(timeouts);
+    if let Some(region) = &dest.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &dest.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(profile) = &dest.profile {
+        loader = loader.profile_name(profile);
+    }
+    let mut sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(ClientError::NoRegion);
+    }
+    if let Some(role) = &dest.role_arn {
+        // Partner-hosted, sent from the customer account: the SDK's AssumeRoleProvider, whose
+        // credentials the client's identity cache refreshes before they expire.
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name(dest.session_name.clone().unwrap_or_else(|| "securityhub-agent".into()))
+            .configure(&sdk);
+        if let Some(id) = &dest.external_id {
+            provider = provider.external_id(id.0.clone());
+        }
+        let provider = provider.build().await;
+        sdk = sdk
+            .into_builder()
+            .credentials_provider(aws_sdk_securityhub::config::SharedCredentialsProvider::new(provider))
+            .build();
+    }
+    Ok(sdk)
+}
+
+impl HubClient {
     /// Sends one ready `{"Findings":[...]}` body. `Ok` lists the findings refused one by one.
     pub async fn import(&self, body: Bytes) -> Result<Vec<FailedFinding>, RequestFailure> {
         let len = body.len().to_string();

@@ -138,8 +138,11 @@ pub async fn run(
     let mut destinations = resolve_destinations(&config.destination.0).await;
     let mut clients = Vec::with_capacity(destinations.len());
     for d in &mut destinations {
-        let client = HubClient::connect(d, config.retry.request_timeout).await?;
+        let sdk = crate::hub::client::sdk_config(d, config.retry.request_timeout).await?;
+        let client = HubClient::from_sdk(&sdk)?;
         d.region = Some(client.region().to_owned());
+        // The doctor's checks, logged; they never hold up delivery.
+        tokio::spawn(log_preflight(sdk, d.clone(), shutdown.clone()));
         clients.push(client);
     }
     let defaults = defaults_for(&destinations, "");
@@ -276,6 +279,30 @@ pub async fn resolve_destinations(configured: &[DestinationConfig]) -> Vec<Desti
         }
     }
     all
+}
+
+/// Logs `doctor`'s checks (all but the import probe) for one destination.
+async fn log_preflight(sdk: aws_config::SdkConfig, d: DestinationConfig, shutdown: CancellationToken) {
+    use crate::doctor::{self, Outcome};
+    let report = tokio::select! {
+        r = doctor::check_with(&sdk, &d, doctor::Depth::Startup) => r,
+        () = shutdown.cancelled() => return,
+    };
+    for c in &report.checks {
+        match &c.outcome {
+            Outcome::Pass(what) => {
+                info!(destination = %report.destination, check = c.name, "preflight: {what}")
+            }
+            Outcome::Skip(why) => {
+                info!(destination = %report.destination, check = c.name, "preflight skipped: {why}")
+            }
+            Outcome::Fail { problem, fix } => warn!(
+                destination = %report.destination,
+                check = c.name,
+                "preflight failed: {problem}; fix: {fix} (findings are kept and retried)"
+            ),
+        }
+    }
 }
 
 /// How logs, status and metrics name a destination.

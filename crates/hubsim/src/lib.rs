@@ -79,7 +79,20 @@ pub struct Options {
     pub seed: u64,
     /// Roles that `AssumeRole` (STS, on the same endpoint) hands out.
     pub roles: Vec<sts::Role>,
+    /// The account of `credentials` (what `GetCallerIdentity` answers; a role's credentials
+    /// belong to the role's account). Default: [`DEFAULT_ACCOUNT`].
+    pub account: Option<String>,
+    /// Security Hub is not enabled: `DescribeHub` and `BatchImportFindings` answer
+    /// `InvalidAccessException`.
+    pub hub_disabled: bool,
+    /// What `ListEnabledProductsForImport` lists (product-subscription ARNs).
+    pub product_subscriptions: Vec<String>,
+    /// Actions refused with `AccessDeniedException`, e.g. `"BatchImportFindings"`.
+    pub denied: Vec<String>,
 }
+
+/// The account of the plain test credentials unless [`Options::account`] says otherwise.
+pub const DEFAULT_ACCOUNT: &str = "111122223333";
 
 /// What the stand-in has seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -110,7 +123,7 @@ pub struct Stats {
     pub assume_role_ok: u64,
     /// `AssumeRole` calls refused (unknown role, wrong external id).
     pub assume_role_denied: u64,
-    /// Requests with a verified signature, by access key id.
+    /// Import requests with a verified signature, by access key id.
     pub signed_by: std::collections::BTreeMap<String, u64>,
 }
 

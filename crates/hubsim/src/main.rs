@@ -76,7 +76,7 @@ async fn main() -> std::io::Result<()> {
         quota: args.quota,
         faults: Faults { request_rate: args.fault_rate, request_kinds: args.faults, ..Faults::default() },
         seed: args.seed,
-        roles: Vec::new(),
+        ..Options::default()
     };
     let hub = Hub::start_on(args.listen, options).await?;
     eprintln!("hubsim listening on {} (findings: GET {}/_hubsim/findings)", hub.endpoint(), hub.endpoint());

@@ -97,7 +97,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
     let creds = state.options.lock().unwrap().credentials.clone();
     let query = parts.uri.query().unwrap_or("");
     let verified = sigv4::verify_any(parts.method.as_str(), &path, query, &headers, &body, &creds);
-    if let Ok(Some(key)) = &verified {
+    if let (Ok(Some(key)), "/findings/import") = (&verified, path.as_str()) {
         *state.stats.lock().unwrap().signed_by.entry(key.clone()).or_default() += 1;
     }
     if let Err(e) = verified {
@@ -119,7 +119,61 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         };
         return Ok(error_reply(403, code, &msg));
     }
+    let caller = match &verified {
+        Ok(Some(key)) => caller_account(&state, key),
+        _ => state.options.lock().unwrap().account.clone().unwrap_or_else(|| crate::DEFAULT_ACCOUNT.into()),
+    };
+    let region = scope_region(&headers).unwrap_or_else(|| "us-east-1".into());
+    let action = match (parts.method.as_str(), path.as_str()) {
+        ("POST", "/findings/import") => Some("BatchImportFindings"),
+        ("GET", "/accounts") => Some("DescribeHub"),
+        ("GET", "/productSubscriptions") => Some("ListEnabledProductsForImport"),
+        _ => None,
+    };
+    if let Some(action) = action {
+        let options = state.options.lock().unwrap();
+        if options.denied.iter().any(|d| d == action) {
+            return Ok(error_reply(
+                403,
+                "AccessDeniedException",
+                &format!(
+                    "User: arn:aws:iam::{caller}:user/hubsim is not authorized to perform: securityhub:{action}"
+                ),
+            ));
+        }
+        if options.hub_disabled {
+            return Ok(error_reply(
+                401,
+                "InvalidAccessException",
+                &format!("Account {caller} is not subscribed to AWS Security Hub"),
+            ));
+        }
+    }
     match (parts.method.as_str(), path.as_str()) {
+        ("POST", "/") if crate::sts::is_action(&crate::sts::form(&body), "GetCallerIdentity") => {
+            let xml = format!(
+                "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
+<Arn>arn:aws:iam::{caller}:user/hubsim</Arn><UserId>AIDAHUBSIM</UserId><Account>{caller}</Account>\
+</GetCallerIdentityResult><ResponseMetadata><RequestId>hubsim</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+            );
+            Ok(Response::builder()
+                .status(200)
+                .header("content-type", "text/xml")
+                .body(Full::new(Bytes::from(xml)))
+                .expect("a valid response"))
+        }
+        ("GET", "/accounts") => Ok(json_reply(
+            StatusCode::OK,
+            &json!({
+                "HubArn": format!("arn:aws:securityhub:{region}:{caller}:hub/default"),
+                "SubscribedAt": "2024-01-01T00:00:00.000Z",
+                "AutoEnableControls": true,
+            }),
+        )),
+        ("GET", "/productSubscriptions") => {
+            let subscriptions = state.options.lock().unwrap().product_subscriptions.clone();
+            Ok(json_reply(StatusCode::OK, &json!({ "ProductSubscriptions": subscriptions })))
+        }
         ("POST", "/") if crate::sts::is_action(&crate::sts::form(&body), "AssumeRole") => {
             let roles = state.options.lock().unwrap().roles.clone();
             let result =
@@ -149,6 +203,26 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
             &format!("no route for {} {path}", parts.method),
         )),
     }
+}
+
+/// The account an access key belongs to: a role's for its handed-out credentials, else the
+/// configured account.
+fn caller_account(state: &State, key: &str) -> String {
+    let options = state.options.lock().unwrap();
+    options
+        .roles
+        .iter()
+        .find(|r| r.credentials.access_key == key)
+        .and_then(|r| r.arn.split(':').nth(4).map(str::to_owned))
+        .or_else(|| options.account.clone())
+        .unwrap_or_else(|| crate::DEFAULT_ACCOUNT.into())
+}
+
+/// The Region of the SigV4 credential scope (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
+fn scope_region(headers: &[(String, String)]) -> Option<String> {
+    let auth = headers.iter().find(|(n, _)| n == "authorization")?.1.as_str();
+    let scope = auth.split("Credential=").nth(1)?;
+    scope.split('/').nth(2).map(str::to_owned)
 }
 
 struct InFlight<'a>(&'a State);
