@@ -78,3 +78,37 @@ async fn a_single_destination_with_a_known_account_refuses_other_accounts() {
     assert_eq!(report["rejected"][0]["ErrorCode"], "NoDestination", "{report:#}");
     assert_eq!(report["rejected"][0]["Id"], "foreign-0");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partner_account_model_sends_customer_findings_with_the_partner_product_and_keys() {
+    // The partner's own keys belong to the partner account (hubsim answers GetCallerIdentity
+    // with it); findings are for two customer accounts, under the partner's product.
+    let partner = "999988887777";
+    let env =
+        Env::with_options(hubsim::Options { account: Some(partner.into()), ..Default::default() }).await;
+    let mut all = for_account(findings("cust-a", 4), common::ACCOUNT);
+    all.extend(for_account(findings("cust-b", 5), OTHER));
+    env.drop_file("partner.ndjson", &ndjson(&all));
+    let hub = env.hub.endpoint();
+    let config = format!(
+        "{}product_arn = \"{PARTNER_PRODUCT}\"\n{}product_arn = \"{PARTNER_PRODUCT}\"\n",
+        Env::destination(common::ACCOUNT, "us-east-1", &hub),
+        Env::destination(OTHER, "us-east-1", &hub),
+    );
+    let path = env.config(&config);
+    let (ok, log) = env.run_once(&path).await;
+    assert!(ok, "{log}");
+    let stored = env.hub.findings();
+    assert_eq!(stored.len(), 9);
+    assert!(stored.iter().all(|f| f["ProductArn"] == PARTNER_PRODUCT));
+    assert_eq!(stored.iter().filter(|f| f["AwsAccountId"] == OTHER).count(), 5);
+    assert_eq!(env.hub.stats().signed_by.get(common::ACCESS_KEY), Some(&2), "one request per destination");
+
+    let out = env.agent(&["doctor", "--config", path.to_str().unwrap()]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches(&format!("partner account {partner}, sending findings for customer account")).count(),
+        2
+    );
+}
