@@ -53,12 +53,17 @@ pub fn summary(s: &crate::pipeline::stats::Snapshot) -> String {
     )
 }
 
+/// The first sending loop whose heartbeat did not move between two looks, if any. A loop that
+/// was not there at the first look counts as moving.
+pub fn stuck(before: &[u64], now: &[u64]) -> Option<usize> {
+    now.iter().zip(before).position(|(n, b)| n == b)
+}
+
 /// Talks to systemd (when started by it, `NOTIFY_SOCKET` set): `READY=1` once the spool is watched,
 /// `WATCHDOG=1` while the sending loop's heartbeat moves, `STATUS=` with the counters, and
 /// `STOPPING=1` at shutdown. Without systemd every call is a no-op.
 pub async fn systemd(observe: crate::pipeline::Observe, shutdown: CancellationToken) {
     use sd_notify::NotifyState;
-    use std::sync::atomic::Ordering;
     tokio::select! {
         () = observe.ready.notified() => {}
         () = shutdown.cancelled() => {
@@ -69,21 +74,40 @@ pub async fn systemd(observe: crate::pipeline::Observe, shutdown: CancellationTo
     let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("watching the spool")]);
     let period = sd_notify::watchdog_enabled().map_or(std::time::Duration::from_secs(10), |w| w / 2);
     let mut tick = tokio::time::interval(period);
-    let mut last_beat = u64::MAX;
+    let mut last: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => break,
         }
-        let beat = observe.heartbeat.load(Ordering::Relaxed);
+        let lanes = observe.lanes();
+        let beats: Vec<u64> = lanes.iter().map(|l| l.beats()).collect();
         let status = summary(&observe.stats.snapshot());
-        if beat != last_beat {
-            // Only a moving heartbeat pings: a stuck sending loop lets the watchdog fire.
-            let _ = sd_notify::notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
-            last_beat = beat;
-        } else {
-            tracing::warn!("the sending loop has not ticked for {period:?}; not pinging the watchdog");
+        match stuck(&last, &beats) {
+            None => {
+                // Only moving heartbeats ping: one stuck sending loop lets the watchdog fire.
+                let _ = sd_notify::notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+            }
+            Some(i) => tracing::warn!(
+                destination = %lanes[i].name,
+                "the sending loop has not ticked for {period:?}; not pinging the watchdog"
+            ),
         }
+        last = beats;
     }
     let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stuck;
+
+    #[test]
+    fn the_watchdog_is_fed_only_while_every_sending_loop_moves() {
+        assert_eq!(stuck(&[], &[0, 0]), None, "first look: nothing to compare");
+        assert_eq!(stuck(&[3, 7], &[4, 8]), None);
+        assert_eq!(stuck(&[3, 7], &[4, 7]), Some(1), "the second destination's loop is stuck");
+        assert_eq!(stuck(&[3], &[3, 1]), Some(0));
+        assert_eq!(stuck(&[3], &[4, 0]), None, "a loop added since the last look counts as moving");
+    }
 }

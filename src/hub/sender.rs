@@ -95,7 +95,7 @@ pub async fn run(
                 break;
             }
             _ = beat.tick() => {
-                observe.heartbeat.fetch_add(1, Ordering::Relaxed);
+                lane.heartbeat.fetch_add(1, Ordering::Relaxed);
                 if let Some(new) = lane.new_rate.lock().unwrap_or_else(|e| e.into_inner()).take() {
                     ctx.limiter.update(new);
                     info!(destination = %lane.name, requests_per_second = new.requests_per_second, burst = new.burst, adaptive = new.adaptive, "rate settings reloaded");

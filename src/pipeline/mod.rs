@@ -61,8 +61,6 @@ pub struct Observe {
     pub stats: Arc<stats::Stats>,
     /// Notified once the spool is watched and scanned.
     pub ready: Arc<tokio::sync::Notify>,
-    /// Bumped every second by each sending loop; a stuck loop stops bumping it.
-    pub heartbeat: Arc<std::sync::atomic::AtomicU64>,
     /// One lane per destination, registered when the pipeline starts.
     pub lanes: Arc<std::sync::Mutex<Vec<Arc<Lane>>>>,
 }
@@ -83,11 +81,18 @@ pub struct Lane {
     pub rate: std::sync::atomic::AtomicU64,
     /// New rate settings from a reload, picked up by the sending loop within a second.
     pub new_rate: std::sync::Mutex<Option<RateSettings>>,
+    /// Bumped every second by the sending loop; a stuck loop stops bumping it.
+    pub heartbeat: std::sync::atomic::AtomicU64,
 }
 
 impl Lane {
     fn new(name: String, rate: f64) -> Self {
-        Self { name, rate: rate.to_bits().into(), new_rate: std::sync::Mutex::new(None) }
+        Self { name, rate: rate.to_bits().into(), new_rate: std::sync::Mutex::new(None), heartbeat: 0.into() }
+    }
+
+    /// The sending loop's heartbeat count.
+    pub fn beats(&self) -> u64 {
+        self.heartbeat.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The rate the limiter allows now (requests/s).
