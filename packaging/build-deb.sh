@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin securityhub-agent
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-assets="$target_dir/assets"
+assets="$target_dir/release/assets"
 mkdir -p "$assets"
 bin="$target_dir/release/securityhub-agent"
 "$bin" man | gzip -9n > "$assets/securityhub-agent.1.gz"
