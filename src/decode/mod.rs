@@ -70,6 +70,9 @@ pub enum DecodeError {
     /// The content matches no format the agent reads.
     #[error("not a format the agent reads; tried {}", detect::TRIED)]
     Unknown,
+    /// Nothing but whitespace: a scanner that failed before writing its report, most likely.
+    #[error("the file is empty ({0} bytes, nothing but whitespace); did the scanner fail?")]
+    Empty(usize),
     /// A scanner report that does not have the structure of its format.
     #[error("{format} report: {message}")]
     Document {
@@ -129,6 +132,18 @@ pub fn decode<R: Read + Seek>(
     now: OffsetDateTime,
     sink: impl FnMut(Decoded) -> ControlFlow<()>,
 ) -> Result<(Format, DecodeEnd), DecodeError> {
+    let mut head = [0u8; 4096];
+    let mut len = 0;
+    while len < head.len() {
+        match file.read(&mut head[len..]).map_err(FrameError::Io)? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    if len < head.len() && head[..len].iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty(len));
+    }
+    file.rewind().map_err(FrameError::Io)?;
     let format = match forced {
         Some(f) => f,
         None => detect::detect(&mut file).map_err(FrameError::Io)?.ok_or(DecodeError::Unknown)?,
@@ -246,6 +261,19 @@ mod tests {
                     ControlFlow::Continue(())
                 });
         }
+    }
+
+    #[test]
+    fn an_empty_or_blank_file_is_an_error_but_an_empty_report_is_not() {
+        let run = |bytes: &[u8]| {
+            decode(std::io::Cursor::new(bytes), None, &options(), OffsetDateTime::UNIX_EPOCH, |_| {
+                ControlFlow::Continue(())
+            })
+        };
+        assert!(matches!(run(b""), Err(DecodeError::Empty(0))));
+        assert!(matches!(run(b" \n\t\n"), Err(DecodeError::Empty(4))));
+        assert!(run(b"[]").is_ok(), "a scanner that found nothing");
+        assert!(run(b"{\"Findings\": []}").is_ok());
     }
 
     proptest! {
