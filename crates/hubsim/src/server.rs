@@ -33,20 +33,29 @@ pub(crate) async fn serve(
     state: Arc<State>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
+    // Stopping closes the open connections too, as a machine that goes away would.
+    let (down, _) = tokio::sync::watch::channel(false);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(_) => continue,
             },
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                let _ = down.send(true);
+                return;
+            }
         };
         let state = state.clone();
+        let mut gone = down.subscribe();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = gone.wait_for(|down| *down) => {}
+            }
         });
     }
 }
