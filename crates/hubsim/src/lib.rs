@@ -131,6 +131,8 @@ pub struct Stats {
 pub(crate) struct Stored {
     pub(crate) raw: Box<serde_json::value::RawValue>,
     pub(crate) updated_at: String,
+    /// When a request first brought this finding (Unix nanoseconds), for latency measurements.
+    pub(crate) first_seen_ns: u64,
 }
 
 impl Stored {

@@ -32,6 +32,9 @@ struct Args {
     /// Seed for the fault dice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The account the credentials belong to (GetCallerIdentity, DescribeHub).
+    #[arg(long)]
+    account: Option<String>,
     /// Print each second's totals to stderr.
     #[arg(long)]
     verbose: bool,
@@ -76,6 +79,7 @@ async fn main() -> std::io::Result<()> {
         quota: args.quota,
         faults: Faults { request_rate: args.fault_rate, request_kinds: args.faults, ..Faults::default() },
         seed: args.seed,
+        account: args.account.clone(),
         ..Options::default()
     };
     let hub = Hub::start_on(args.listen, options).await?;

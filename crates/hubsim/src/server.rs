@@ -92,6 +92,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
             let all: Vec<Value> = state.findings.lock().unwrap().values().map(Stored::value).collect();
             return Ok(json_reply(StatusCode::OK, &Value::Array(all)));
         }
+        ("GET", "/_hubsim/arrivals") => {
+            let all: serde_json::Map<String, Value> = state
+                .findings
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|((_, id), f)| (id.clone(), Value::from(f.first_seen_ns)))
+                .collect();
+            return Ok(json_reply(StatusCode::OK, &Value::Object(all)));
+        }
         ("GET", "/_hubsim/stats") => {
             let stats = state.stats.lock().unwrap().clone();
             return Ok(json_reply(StatusCode::OK, &serde_json::to_value(stats).expect("stats serialize")));
@@ -462,17 +472,22 @@ fn store(state: &State, findings: Vec<Box<serde_json::value::RawValue>>) -> Valu
         stats.accepted += 1;
         match stored.get(&key) {
             Some(old) if !later(&updated_at, &old.updated_at) => stats.stale += 1,
-            Some(_) => {
+            Some(old) => {
                 stats.updates += 1;
-                stored.insert(key, Stored { raw, updated_at });
+                let first_seen_ns = old.first_seen_ns;
+                stored.insert(key, Stored { raw, updated_at, first_seen_ns });
             }
             None => {
-                stored.insert(key, Stored { raw, updated_at });
+                stored.insert(key, Stored { raw, updated_at, first_seen_ns: now_ns() });
             }
         }
     }
     state.stats.lock().unwrap().failed_findings += failed.len() as u64;
     json!({"SuccessCount": success, "FailedCount": failed.len(), "FailedFindings": failed})
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// True when timestamp `a` is strictly later than `b` (RFC 3339 strings of the same shape
