@@ -21,9 +21,9 @@ pub fn handle_signals(
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
                 _ = hup.recv() => {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                    let _ = notify(&[sd_notify::NotifyState::Reloading]);
                     reload();
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                    let _ = notify(&[sd_notify::NotifyState::Ready]);
                     continue;
                 }
                 _ = usr1.recv() => {
@@ -53,6 +53,26 @@ pub fn summary(s: &crate::pipeline::stats::Snapshot) -> String {
     )
 }
 
+/// Sends `states` to `$NOTIFY_SOCKET` (if set) without ever blocking. `sd_notify::notify` sends
+/// on a blocking socket: once the receiver's queue is full (`net.unix.max_dgram_qlen`, 10 by
+/// default) it waits, which here would stall a runtime thread — and shutdown with it (seen with
+/// a notify socket nobody read). A message there is no room for is dropped; the next carries
+/// the same news.
+pub fn notify(states: &[sd_notify::NotifyState]) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(()) };
+    let message = states.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    let address = match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(&path)?,
+    };
+    socket.send_to_addr(message.as_bytes(), &address).map(drop)
+}
+
 /// The first sending loop whose heartbeat did not move between two looks, if any. A loop that
 /// was not there at the first look counts as moving.
 pub fn stuck(before: &[u64], now: &[u64]) -> Option<usize> {
@@ -67,11 +87,11 @@ pub async fn systemd(observe: crate::pipeline::Observe, shutdown: CancellationTo
     tokio::select! {
         () = observe.ready.notified() => {}
         () = shutdown.cancelled() => {
-            let _ = sd_notify::notify(&[NotifyState::Stopping]);
+            let _ = notify(&[NotifyState::Stopping]);
             return;
         }
     }
-    let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("watching the spool")]);
+    let _ = notify(&[NotifyState::Ready, NotifyState::Status("watching the spool")]);
     let period = sd_notify::watchdog_enabled().map_or(std::time::Duration::from_secs(10), |w| w / 2);
     let mut tick = tokio::time::interval(period);
     let mut last: Vec<u64> = Vec::new();
@@ -86,7 +106,7 @@ pub async fn systemd(observe: crate::pipeline::Observe, shutdown: CancellationTo
         match stuck(&last, &beats) {
             None => {
                 // Only moving heartbeats ping: one stuck sending loop lets the watchdog fire.
-                let _ = sd_notify::notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+                let _ = notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
             }
             Some(i) => tracing::warn!(
                 destination = %lanes[i].name,
@@ -95,7 +115,7 @@ pub async fn systemd(observe: crate::pipeline::Observe, shutdown: CancellationTo
         }
         last = beats;
     }
-    let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    let _ = notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 
 #[cfg(test)]

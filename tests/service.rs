@@ -50,6 +50,32 @@ async fn notifies_ready_pings_the_watchdog_and_says_stopping() {
     assert!(child.wait().await.unwrap().success());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notify_socket_nobody_reads_never_blocks_delivery_or_shutdown() {
+    let env = Env::new().await;
+    let socket_path = env.dir.path().join("deaf.sock");
+    let _deaf = UnixDatagram::bind(&socket_path).unwrap(); // bound, never read: its queue fills
+    let mut child = env
+        .agent(&["run", "--config", env.config("").to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = child.id().unwrap().to_string();
+    // Each reload says RELOADING=1 and READY=1: more than the socket's queue holds (10).
+    for _ in 0..8 {
+        std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.drop_file("after.json", serde_json::json!(findings("deaf", 3)).to_string().as_bytes());
+    assert_eq!(env.hub.wait_for(3, Duration::from_secs(20)).await, 3, "delivery goes on");
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("stops on SIGTERM");
+    assert!(status.unwrap().success());
+}
+
 fn unit_with_binary(dir: &Path) -> std::path::PathBuf {
     let unit = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/securityhub-agent.service"),
