@@ -195,8 +195,10 @@ async fn send_delivers_named_files_once_and_fails_on_rejections() {
     let env = Env::new().await;
     let config = env.config("");
     let trivy = fixture("trivy/alpine-310.json");
+    // The default --failed-dir is relative to the working directory: keep it in the test's.
     let out = env
         .agent(&["send", "--config", config.to_str().unwrap(), trivy.to_str().unwrap()])
+        .current_dir(env.dir.path())
         .output()
         .await
         .unwrap();
@@ -239,4 +241,36 @@ async fn completions_and_man_page_come_from_the_cli_definition() {
         out.status.success() && text.contains(".TH securityhub-agent 1") && text.contains("check\\-config"),
         "{text}"
     );
+}
+
+/// A large scanner report: its findings go on one by one as they are converted, so memory holds
+/// the report and not every finding at once (a 9,000-vulnerability Trivy report took 230 MiB
+/// when they were collected first).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_trivy_report_is_converted_in_bounded_memory() {
+    let env = Env::new().await;
+    let vulns: Vec<serde_json::Value> = (0..9000)
+        .map(|i| {
+            serde_json::json!({
+                "VulnerabilityID": format!("CVE-2026-{i:07}"), "PkgName": format!("lib{}", i % 97),
+                "InstalledVersion": "1.2.3", "FixedVersion": "1.2.4", "Severity": "HIGH",
+                "Title": format!("libexample: heap overflow {i}"),
+                "Description": "A heap buffer overflow in libexample's parser allows a remote attacker to cause a denial of service.",
+                "PrimaryURL": format!("https://avd.aquasec.com/nvd/cve-2026-{i:07}"),
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "SchemaVersion": 2, "ArtifactName": "app:1.0", "ArtifactType": "container_image",
+        "Results": [{"Target": "app:1.0 (debian 12.5)", "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": vulns}],
+    });
+    env.drop_file("big-trivy.json", report.to_string().as_bytes());
+    let mut daemon = env.spawn(&env.config(""));
+    let pid = daemon.id().unwrap();
+    env.wait_spool_empty(Duration::from_secs(120)).await;
+    let rss = common::peak_rss_kib(pid);
+    daemon.kill().await.unwrap();
+    assert_eq!(env.hub.findings().len(), 9000);
+    eprintln!("peak RSS converting 9,000 vulnerabilities: {} MiB", rss / 1024);
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
 }

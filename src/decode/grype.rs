@@ -2,6 +2,8 @@
 //! title-case label or else the CVSS score, fix state and versions, CVSS from the match or from
 //! `relatedVulnerabilities`.
 
+use std::ops::ControlFlow;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -93,19 +95,35 @@ struct Location {
 }
 
 /// Converts a Grype report; returns the findings and the truncations made.
+/// Converts a whole report into a list of findings (for tests and tools; the daemon streams
+/// them through [`convert_each`]).
 pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations), serde_json::Error> {
+    let mut out = Vec::new();
+    let t = convert_each(bytes, ctx, &mut |v| {
+        out.push(v);
+        ControlFlow::Continue(())
+    })?;
+    Ok((out, t))
+}
+
+/// Converts a report, handing each finding to `emit` as it is made; stops when `emit` says so.
+pub fn convert_each(
+    bytes: &[u8],
+    ctx: &Context,
+    emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
+) -> Result<Truncations, serde_json::Error> {
     let report: Report = serde_json::from_slice(bytes)?;
     let mut t = Truncations::default();
     let target = report.source.as_ref().and_then(|s| s.target.as_ref()).map(target_name).unwrap_or_default();
     let source_type = report.source.as_ref().and_then(|s| s.kind.clone()).unwrap_or_default();
     let scanned = scan_time(report.descriptor.as_ref().and_then(|d| d.timestamp.as_deref()), &ctx.now);
     let version = report.descriptor.as_ref().and_then(|d| d.version.clone()).unwrap_or_default();
-    let out = report
-        .matches
-        .iter()
-        .map(|m| one(m, &target, &source_type, &version, &scanned, ctx, &mut t))
-        .collect();
-    Ok((out, t))
+    for m in &report.matches {
+        if emit(one(m, &target, &source_type, &version, &scanned, ctx, &mut t)).is_break() {
+            break;
+        }
+    }
+    Ok(t)
 }
 
 /// `source.target` is a string for directories and an object with `userInput` for images.

@@ -160,17 +160,26 @@ pub fn decode<R: Read + Seek>(
     }
     let document = |message: String| DecodeError::Document { format, message };
     let ctx = &options.context;
-    let (findings, truncations) = match format {
-        Format::Trivy => trivy::convert(&bytes, ctx).map_err(|e| document(e.to_string()))?,
-        Format::Grype => grype::convert(&bytes, ctx).map_err(|e| document(e.to_string()))?,
-        Format::Sarif => sarif::convert(&bytes, ctx).map_err(|e| document(e.to_string()))?,
-        Format::Xccdf => {
-            xccdf::convert(&bytes, ctx, options.include_passed).map_err(|e| document(e.to_string()))?
-        }
+    // Each finding goes on as soon as it is made: memory holds the report, not every finding.
+    let mut hand = HandOver {
+        defaults: &options.defaults,
+        now,
+        sink,
+        summary: DecodeSummary::default(),
+        index: 0,
+        stopped: false,
+    };
+    let emit = &mut |v| hand.push(v);
+    let truncations = match format {
+        Format::Trivy => trivy::convert_each(&bytes, ctx, emit).map_err(|e| document(e.to_string()))?,
+        Format::Grype => grype::convert_each(&bytes, ctx, emit).map_err(|e| document(e.to_string()))?,
+        Format::Sarif => sarif::convert_each(&bytes, ctx, emit).map_err(|e| document(e.to_string()))?,
+        Format::Xccdf => xccdf::convert_each(&bytes, ctx, options.include_passed, emit)
+            .map_err(|e| document(e.to_string()))?,
         Format::Asff => unreachable!("ASFF is streamed above"),
     };
-    drop(bytes);
-    let end = hand_over(findings, truncations, &options.defaults, now, sink);
+    hand.summary.truncations = truncations.0;
+    let end = if hand.stopped { DecodeEnd::Stopped } else { DecodeEnd::Complete(hand.summary) };
     Ok((format, end))
 }
 
@@ -179,26 +188,28 @@ fn file_rest<R: Read>(file: &mut R) -> u64 {
 }
 
 /// Validates converted findings and hands them to `sink` one by one.
-fn hand_over(
-    findings: Vec<serde_json::Value>,
-    truncations: build::Truncations,
-    defaults: &Defaults,
+struct HandOver<'a, S> {
+    defaults: &'a Defaults,
     now: OffsetDateTime,
-    mut sink: impl FnMut(Decoded) -> ControlFlow<()>,
-) -> DecodeEnd {
-    let mut summary = DecodeSummary { truncations: truncations.0, ..DecodeSummary::default() };
-    for (index, value) in findings.into_iter().enumerate() {
+    sink: S,
+    summary: DecodeSummary,
+    index: u64,
+    stopped: bool,
+}
+
+impl<S: FnMut(Decoded) -> ControlFlow<()>> HandOver<'_, S> {
+    fn push(&mut self, value: serde_json::Value) -> ControlFlow<()> {
         let raw = serde_json::to_vec(&value).expect("a Value always serializes");
-        let item = match finding::prepare(&raw, defaults, now) {
+        let item = match finding::prepare(&raw, self.defaults, self.now) {
             Ok(f) => {
-                summary.findings += 1;
+                self.summary.findings += 1;
                 Decoded::Finding(f)
             }
             Err(rejection) => {
-                summary.rejected += 1;
+                self.summary.rejected += 1;
                 let id = value.get("Id").and_then(|v| v.as_str()).map(str::to_owned);
                 Decoded::Rejected(RejectedFinding {
-                    index: index as u64,
+                    index: self.index,
                     line: 0,
                     id,
                     rejection,
@@ -206,11 +217,11 @@ fn hand_over(
                 })
             }
         };
-        if sink(item).is_break() {
-            return DecodeEnd::Stopped;
-        }
+        self.index += 1;
+        let flow = (self.sink)(item);
+        self.stopped |= flow.is_break();
+        flow
     }
-    DecodeEnd::Complete(summary)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use std::ops::ControlFlow;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -142,17 +144,34 @@ fn score(v: &Option<Value>) -> Option<f64> {
 }
 
 /// Converts a SARIF log; returns the findings and the truncations made.
+/// Converts a whole report into a list of findings (for tests and tools; the daemon streams
+/// them through [`convert_each`]).
 pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations), serde_json::Error> {
+    let mut out = Vec::new();
+    let t = convert_each(bytes, ctx, &mut |v| {
+        out.push(v);
+        ControlFlow::Continue(())
+    })?;
+    Ok((out, t))
+}
+
+/// Converts a log, handing each finding to `emit` as it is made; stops when `emit` says so.
+pub fn convert_each(
+    bytes: &[u8],
+    ctx: &Context,
+    emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
+) -> Result<Truncations, serde_json::Error> {
     let log: Log = serde_json::from_slice(bytes)?;
     let mut t = Truncations::default();
-    let mut out = Vec::new();
     for run in &log.runs {
         let scanned = scan_time(run.invocations.iter().find_map(|i| i.end_time_utc.as_deref()), &ctx.now);
         for r in &run.results {
-            out.push(one(run, r, &scanned, ctx, &mut t));
+            if emit(one(run, r, &scanned, ctx, &mut t)).is_break() {
+                return Ok(t);
+            }
         }
     }
-    Ok((out, t))
+    Ok(t)
 }
 
 fn one(run: &Run, r: &SarifResult, scanned: &str, ctx: &Context, t: &mut Truncations) -> Value {

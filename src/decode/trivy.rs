@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use std::ops::ControlFlow;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -104,7 +106,24 @@ struct Secret {
 }
 
 /// Converts a Trivy report; returns the findings and the truncations made.
+/// Converts a whole report into a list of findings (for tests and tools; the daemon streams
+/// them through [`convert_each`]).
 pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations), serde_json::Error> {
+    let mut out = Vec::new();
+    let t = convert_each(bytes, ctx, &mut |v| {
+        out.push(v);
+        ControlFlow::Continue(())
+    })?;
+    Ok((out, t))
+}
+
+/// Converts a report, handing each finding to `emit` as it is made (memory: the report and one
+/// finding, not every finding at once); stops early when `emit` says so.
+pub fn convert_each(
+    bytes: &[u8],
+    ctx: &Context,
+    emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
+) -> Result<Truncations, serde_json::Error> {
     let report: Report = serde_json::from_slice(bytes)?;
     if report.schema_version != 2 {
         return Err(serde::de::Error::custom(format!(
@@ -115,20 +134,25 @@ pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations),
     let mut t = Truncations::default();
     let artifact = or_empty(&report.artifact_name);
     let scanned = scan_time(report.created_at.as_deref(), &ctx.now);
-    let mut out = Vec::new();
     for r in &report.results {
         let target = or_empty(&r.target);
         for v in &r.vulnerabilities {
-            out.push(vulnerability(v, r, artifact, &report, &scanned, ctx, &mut t));
+            if emit(vulnerability(v, r, artifact, &report, &scanned, ctx, &mut t)).is_break() {
+                return Ok(t);
+            }
         }
         for m in r.misconfigurations.iter().filter(|m| m.status.as_deref() != Some("PASS")) {
-            out.push(misconfiguration(m, target, artifact, &scanned, ctx, &mut t));
+            if emit(misconfiguration(m, target, artifact, &scanned, ctx, &mut t)).is_break() {
+                return Ok(t);
+            }
         }
         for s in &r.secrets {
-            out.push(secret(s, target, artifact, &scanned, ctx, &mut t));
+            if emit(secret(s, target, artifact, &scanned, ctx, &mut t)).is_break() {
+                return Ok(t);
+            }
         }
     }
-    Ok((out, t))
+    Ok(t)
 }
 
 fn severity(word: &Option<String>) -> &'static str {

@@ -4,6 +4,7 @@
 //! (embedded in the ARF report's data stream when the input is ARF).
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Value, json};
@@ -199,15 +200,30 @@ fn store(f: Field, value: String, rule: Option<&mut Rule>, test: Option<&mut Tes
     }
 }
 
-/// Converts an XCCDF results or ARF document; `include_pass` also reports passed rules.
+/// Converts an XCCDF results or ARF document into a list of findings (for tests and tools; the
+/// daemon streams them through [`convert_each`]); `include_pass` also reports passed rules.
 pub fn convert(
     bytes: &[u8],
     ctx: &Context,
     include_pass: bool,
 ) -> Result<(Vec<Value>, Truncations), XmlError> {
+    let mut out = Vec::new();
+    let t = convert_each(bytes, ctx, include_pass, &mut |v| {
+        out.push(v);
+        ControlFlow::Continue(())
+    })?;
+    Ok((out, t))
+}
+
+/// Converts a document, handing each finding to `emit` as it is made; stops when `emit` says so.
+pub fn convert_each(
+    bytes: &[u8],
+    ctx: &Context,
+    include_pass: bool,
+    emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
+) -> Result<Truncations, XmlError> {
     let parsed = parse(bytes)?;
     let mut t = Truncations::default();
-    let mut out = Vec::new();
     let empty = Rule::default();
     for test in &parsed.tests {
         let scanned = scan_time(test.end_time.as_deref(), &ctx.now);
@@ -263,10 +279,12 @@ pub fn convert(
                 ("openscap/TestResult", test.id.clone()),
                 ("openscap/Idents", idents.join(", ")),
             ]);
-            out.push(f);
+            if emit(f).is_break() {
+                return Ok(t);
+            }
         }
     }
-    Ok((out, t))
+    Ok(t)
 }
 
 #[cfg(test)]
