@@ -27,6 +27,15 @@ impl Batchable for super::queue::Queued {
     }
 }
 
+impl Batchable for crate::finding::Finding {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn json(&self) -> &[u8] {
+        &self.json
+    }
+}
+
 /// Splits findings into requests; see the module docs.
 #[derive(Debug)]
 pub struct Batcher<T> {
