@@ -480,6 +480,25 @@ impl Config {
             .then(|| format!("{}: writable by its group (mode {mode:o}); consider chmod g-w", path.display()))
     }
 
+    /// Whether going from `self` to `new` needs the pipeline restarted: anything but the log
+    /// level and the request rates (which apply live).
+    pub fn restart_needed(&self, new: &Config) -> bool {
+        let shape = |c: &Config| {
+            let mut c = c.clone();
+            c.log = LogConfig::default();
+            c.rate = RateConfig::default();
+            let mut secrets = Vec::new();
+            for d in &mut c.destination.0 {
+                d.requests_per_second = None;
+                d.burst = None;
+                secrets.push(d.external_id.take().map(|r| r.0));
+            }
+            // `Debug` hides the external id: compare it apart.
+            (format!("{c:?}"), secrets)
+        };
+        shape(self) != shape(new)
+    }
+
     /// Parses and validates `text`; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
@@ -783,6 +802,17 @@ mod tests {
         assert!(err.contains("destination[2].account_id") && err.contains("configured twice"), "{err}");
         let err = parse("[[destination]]\nregoin = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains(":2:1:") && err.contains("did you mean \"region\""), "{err}");
+    }
+
+    #[test]
+    fn only_log_level_and_rates_apply_without_a_restart() {
+        let base = parse("[destination]\nregion = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::111122223333:role/r\"\nexternal_id = \"a\"").unwrap();
+        let live = parse("[log]\nlevel = \"debug\"\n[rate]\nrequests_per_second = 3.0\n[destination]\nregion = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::111122223333:role/r\"\nexternal_id = \"a\"\nburst = 5").unwrap();
+        assert!(!base.restart_needed(&live));
+        let batch = parse("[batch]\nmax_findings = 50\n[destination]\nregion = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::111122223333:role/r\"\nexternal_id = \"a\"").unwrap();
+        assert!(base.restart_needed(&batch));
+        let secret = parse("[destination]\nregion = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::111122223333:role/r\"\nexternal_id = \"b\"").unwrap();
+        assert!(base.restart_needed(&secret), "a new external id needs new credentials");
     }
 
     #[test]

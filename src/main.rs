@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -184,9 +185,23 @@ fn run(path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
 type LogHandle =
     tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
-/// SIGHUP: read the configuration again; apply what can change live (log level, rate), keep the
-/// running configuration if the new one is broken.
-fn reload(path: &std::path::Path, log: &LogHandle, observe: &pipeline::Observe) {
+/// What a reload asks of the running pipeline.
+#[derive(Default)]
+struct Restart {
+    /// The configuration the pipeline runs with.
+    running: Option<Config>,
+    /// A new configuration that needs the pipeline restarted, once the current one has stopped.
+    pending: Option<Config>,
+    /// Stops the current pipeline (a child of the process's shutdown token).
+    generation: CancellationToken,
+}
+
+/// SIGHUP: read the configuration again. The log level and the rates apply live; any other change
+/// (spool, queue, batch, destinations, formats, ...) restarts the pipeline in place: it stops as
+/// on SIGTERM (queued findings get the grace period, the rest stay in the spool) and starts again
+/// with the new configuration, in the same process. A broken file is logged and the running
+/// configuration kept.
+fn reload(path: &std::path::Path, log: &LogHandle, observe: &pipeline::Observe, restart: &Mutex<Restart>) {
     match Config::load(path) {
         Err(e) => {
             tracing::error!(error = %e, "reload: the new configuration is invalid; keeping the running one")
@@ -195,16 +210,18 @@ fn reload(path: &std::path::Path, log: &LogHandle, observe: &pipeline::Observe) 
             if std::env::var_os("RUST_LOG").is_none() {
                 let _ = log.modify(|f| *f = tracing_subscriber::EnvFilter::new(&new.log.level));
             }
-            // Rates apply to the running destinations in order; a changed list waits for a restart.
+            let mut restart = restart.lock().unwrap_or_else(|e| e.into_inner());
+            if restart.running.as_ref().is_some_and(|running| running.restart_needed(&new)) {
+                tracing::info!(path = %path.display(), "reload: the configuration changed beyond log level and rates; restarting the pipeline in place");
+                restart.pending = Some(new);
+                restart.generation.cancel();
+                return;
+            }
             for (lane, d) in observe.lanes().iter().zip(&new.destination.0) {
                 *lane.new_rate.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(pipeline::rate_settings(&new, d));
             }
-            tracing::info!(
-                path = %path.display(),
-                level = %new.log.level,
-                "reload: log level and rate applied; spool, queue, batch and destination changes take effect at the next restart"
-            );
+            tracing::info!(path = %path.display(), level = %new.log.level, "reload: log level and rate applied");
         }
     }
 }
@@ -293,10 +310,12 @@ fn run_pipeline(
         let shutdown = CancellationToken::new();
         let observe = pipeline::Observe::default();
         let (for_reload, for_report) = (observe.clone(), observe.clone());
+        let restart = Arc::new(Mutex::new(Restart::default()));
+        let for_restart = restart.clone();
         service::handle_signals(
             shutdown.clone(),
             move || match &reloadable {
-                Some((path, log)) => reload(path, log, &for_reload),
+                Some((path, log)) => reload(path, log, &for_reload, &for_restart),
                 None => tracing::info!("SIGHUP ignored: no configuration file to reload"),
             },
             move || tracing::info!(status = %service::summary(&for_report.stats.snapshot()), "status"),
@@ -304,7 +323,25 @@ fn run_pipeline(
         .context("installing signal handlers")?;
         let systemd = tokio::spawn(service::systemd(observe.clone(), shutdown.clone()));
         let bar = progress.then(|| tokio::spawn(show_progress(observe.clone(), shutdown.clone())));
-        let result = pipeline::run(&config, mode, shutdown.clone(), observe).await;
+        let mut config = config;
+        let result = loop {
+            let generation = shutdown.child_token();
+            {
+                let mut r = restart.lock().unwrap_or_else(|e| e.into_inner());
+                r.running = Some(config.clone());
+                r.generation = generation.clone();
+            }
+            observe.lanes.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            let result = pipeline::run(&config, mode, generation, observe.clone()).await;
+            let pending = restart.lock().unwrap_or_else(|e| e.into_inner()).pending.take();
+            match pending {
+                Some(new) if !shutdown.is_cancelled() && result.is_ok() => {
+                    tracing::info!("pipeline stopped for the reload; starting it with the new configuration");
+                    config = new;
+                }
+                _ => break result,
+            }
+        };
         shutdown.cancel();
         let _ = systemd.await;
         if let Some(bar) = bar {

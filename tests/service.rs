@@ -329,3 +329,46 @@ fn package_maintainer_scripts_are_valid_shell() {
         assert!(text.contains("#DEBHELPER#"), "{script} must leave room for the systemd snippets");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_with_a_new_destination_restarts_the_pipeline_in_place() {
+    let env = Env::new().await;
+    let other = hubsim::Hub::start(hubsim::Options {
+        credentials: vec![hubsim::Credentials {
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+        }],
+        ..hubsim::Options::default()
+    })
+    .await
+    .unwrap();
+    let config = env.config("");
+    let mut child = env
+        .agent(&["run", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(child.stderr.take().unwrap());
+    wait_for_line(&lines, "starting").await;
+    let pid = child.id().unwrap().to_string();
+    env.drop_file("first.json", serde_json::json!(findings("first", 2)).to_string().as_bytes());
+    assert_eq!(env.hub.wait_for(2, Duration::from_secs(15)).await, 2);
+
+    // Same process, another destination and batch size: the pipeline restarts in place.
+    let rewritten = env.config(&format!(
+        "[destination]\nendpoint_url = \"{}\"\n[batch]\nmax_findings = 50\n",
+        other.endpoint()
+    ));
+    assert_eq!(rewritten, config, "the same file, rewritten");
+    std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    wait_for_line(&lines, "restarting the pipeline in place").await;
+    wait_for_line(&lines, "starting it with the new configuration").await;
+    env.drop_file("second.json", serde_json::json!(findings("second", 120)).to_string().as_bytes());
+    assert_eq!(other.wait_for(120, Duration::from_secs(15)).await, 120, "the new destination receives");
+    assert_eq!(other.stats().largest_request, 50, "the new batch size applies");
+    assert!(env.hub.finding("second-0").is_none(), "nothing goes to the old destination");
+    assert!(child.try_wait().unwrap().is_none(), "the same process keeps running");
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(child.wait().await.unwrap().success());
+}
