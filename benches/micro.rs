@@ -36,19 +36,11 @@ fn fixture(rel: &str) -> Vec<u8> {
         .unwrap()
 }
 
+#[path = "workload.rs"]
+mod workload;
+
 fn asff_finding(i: usize) -> serde_json::Value {
-    serde_json::json!({
-        "SchemaVersion": "2018-10-08",
-        "Id": format!("bench/host-1/CVE-2026-{i:07}/libexample"),
-        "GeneratorId": "bench-scanner",
-        "Types": ["Software and Configuration Checks/Vulnerabilities/CVE"],
-        "CreatedAt": "2026-11-01T10:00:00Z",
-        "UpdatedAt": "2026-11-01T10:00:00Z",
-        "Severity": {"Label": "HIGH", "Original": "7.5"},
-        "Title": format!("CVE-2026-{i:07} in libexample 1.2.3"),
-        "Description": "A heap buffer overflow in libexample's parser allows a remote attacker to cause a denial of service.",
-        "Resources": [{"Type": "AwsEc2Instance", "Id": "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"}],
-    })
+    workload::finding(i)
 }
 
 fn decoding(c: &mut Criterion) {

@@ -282,11 +282,11 @@ async fn wait_for_line(lines: &std::sync::Arc<std::sync::Mutex<Vec<String>>>, ne
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sighup_applies_a_new_rate_and_keeps_out_a_broken_config() {
-    let env = Env::new().await;
-    let config = env.config("");
-    let good = std::fs::read_to_string(&config).unwrap();
+/// The daemon with its log collected, once it has started: (child, log lines, pid).
+async fn spawn_logged(
+    env: &Env,
+    config: &Path,
+) -> (tokio::process::Child, std::sync::Arc<std::sync::Mutex<Vec<String>>>, String) {
     let mut child = env
         .agent(&["run", "--config", config.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
@@ -296,6 +296,15 @@ async fn sighup_applies_a_new_rate_and_keeps_out_a_broken_config() {
     let lines = collect_lines(child.stderr.take().unwrap());
     wait_for_line(&lines, "starting").await;
     let pid = child.id().unwrap().to_string();
+    (child, lines, pid)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_new_rate_and_keeps_out_a_broken_config() {
+    let env = Env::new().await;
+    let config = env.config("");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let (mut child, lines, pid) = spawn_logged(&env, &config).await;
     let signal = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
 
     std::fs::write(&config, "[rate]\nrequests_per_second = \"fast\"\n").unwrap();
@@ -333,25 +342,9 @@ fn package_maintainer_scripts_are_valid_shell() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_with_a_new_destination_restarts_the_pipeline_in_place() {
     let env = Env::new().await;
-    let other = hubsim::Hub::start(hubsim::Options {
-        credentials: vec![hubsim::Credentials {
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-        }],
-        ..hubsim::Options::default()
-    })
-    .await
-    .unwrap();
+    let other = Env::new().await.hub;
     let config = env.config("");
-    let mut child = env
-        .agent(&["run", "--config", config.to_str().unwrap()])
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = collect_lines(child.stderr.take().unwrap());
-    wait_for_line(&lines, "starting").await;
-    let pid = child.id().unwrap().to_string();
+    let (mut child, lines, pid) = spawn_logged(&env, &config).await;
     env.drop_file("first.json", serde_json::json!(findings("first", 2)).to_string().as_bytes());
     assert_eq!(env.hub.wait_for(2, Duration::from_secs(15)).await, 2);
 

@@ -206,6 +206,19 @@ pub fn or_empty(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or_default()
 }
 
+/// What a streaming converter emits, collected into a list (for tests and tools; the daemon
+/// hands each finding on as it is made).
+pub fn collect<E>(
+    convert: impl FnOnce(&mut dyn FnMut(Value) -> std::ops::ControlFlow<()>) -> Result<Truncations, E>,
+) -> Result<(Vec<Value>, Truncations), E> {
+    let mut out = Vec::new();
+    let t = convert(&mut |v| {
+        out.push(v);
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok((out, t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,12 +98,7 @@ struct Location {
 /// Converts a whole report into a list of findings (for tests and tools; the daemon streams
 /// them through [`convert_each`]).
 pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations), serde_json::Error> {
-    let mut out = Vec::new();
-    let t = convert_each(bytes, ctx, &mut |v| {
-        out.push(v);
-        ControlFlow::Continue(())
-    })?;
-    Ok((out, t))
+    super::build::collect(|emit| convert_each(bytes, ctx, emit))
 }
 
 /// Converts a report, handing each finding to `emit` as it is made; stops when `emit` says so.

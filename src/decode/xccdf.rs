@@ -207,12 +207,7 @@ pub fn convert(
     ctx: &Context,
     include_pass: bool,
 ) -> Result<(Vec<Value>, Truncations), XmlError> {
-    let mut out = Vec::new();
-    let t = convert_each(bytes, ctx, include_pass, &mut |v| {
-        out.push(v);
-        ControlFlow::Continue(())
-    })?;
-    Ok((out, t))
+    super::build::collect(|emit| convert_each(bytes, ctx, include_pass, emit))
 }
 
 /// Converts a document, handing each finding to `emit` as it is made; stops when `emit` says so.
