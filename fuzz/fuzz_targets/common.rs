@@ -10,7 +10,13 @@ pub fn options() -> Options {
             product_arn: None,
             routes: vec![],
         },
-        context: Context::for_host("eu-west-1", Some("111122223333"), Some("i-0abc"), "host", "2026-11-29T00:00:00Z".into()),
+        context: Context::for_host(
+            "eu-west-1",
+            Some("111122223333"),
+            Some("i-0abc"),
+            "host",
+            "2026-11-29T00:00:00Z".into(),
+        ),
         include_passed: true,
     }
 }

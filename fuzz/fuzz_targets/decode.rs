@@ -8,7 +8,11 @@ use securityhub_agent::decode;
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = decode::decode(std::io::Cursor::new(data), None, &common::options(), time::OffsetDateTime::UNIX_EPOCH, |_| {
-        ControlFlow::Continue(())
-    });
+    let _ = decode::decode(
+        std::io::Cursor::new(data),
+        None,
+        &common::options(),
+        time::OffsetDateTime::UNIX_EPOCH,
+        |_| ControlFlow::Continue(()),
+    );
 });

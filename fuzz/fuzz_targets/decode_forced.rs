@@ -10,8 +10,13 @@ mod common;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else { return };
-    let format = [Format::Asff, Format::Trivy, Format::Grype, Format::Sarif, Format::Xccdf][pick as usize % 5];
-    let _ = decode::decode(std::io::Cursor::new(rest), Some(format), &common::options(), time::OffsetDateTime::UNIX_EPOCH, |_| {
-        ControlFlow::Continue(())
-    });
+    let format =
+        [Format::Asff, Format::Trivy, Format::Grype, Format::Sarif, Format::Xccdf][pick as usize % 5];
+    let _ = decode::decode(
+        std::io::Cursor::new(rest),
+        Some(format),
+        &common::options(),
+        time::OffsetDateTime::UNIX_EPOCH,
+        |_| ControlFlow::Continue(()),
+    );
 });
