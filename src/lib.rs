@@ -12,5 +12,3 @@ pub mod service; // signals, systemd notify and watchdog
 pub mod status; // the status file and its rendering
 pub mod metrics; // the optional Prometheus endpoint
 pub mod validate; // the validate command: decode and check without sending
-pub mod doctor; // the doctor command: can each destination's findings arrive?
-pub mod policy; // the iam-policy command: least-privilege policies per integration model

@@ -95,9 +95,9 @@ enum Command {
         config: Option<PathBuf>,
         /// The integration model; default: what each destination's configuration implies.
         #[arg(long, value_enum)]
-        model: Option<securityhub_agent::doctor::Model>,
+        model: Option<securityhub_agent::hub::preflight::Model>,
         /// Who may assume the customer's role (the trust policy's principal).
-        #[arg(long, default_value = securityhub_agent::policy::PARTNER_PRINCIPAL)]
+        #[arg(long, default_value = securityhub_agent::hub::policy::PARTNER_PRINCIPAL)]
         partner_principal: String,
     },
     /// Check the configuration file and exit (non-zero with the reason if it is wrong).
@@ -146,7 +146,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn doctor(config: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use securityhub_agent::doctor;
+    use securityhub_agent::hub::preflight as doctor;
     let config = config_or_default(config)?;
     let reports = runtime()?.block_on(async {
         let destinations = pipeline::resolve_destinations(&config.destination.0).await;
@@ -162,12 +162,12 @@ fn doctor(config: Option<&std::path::Path>) -> anyhow::Result<()> {
 
 fn iam_policy(
     config: Option<&std::path::Path>,
-    model: Option<securityhub_agent::doctor::Model>,
+    model: Option<securityhub_agent::hub::preflight::Model>,
     partner_principal: &str,
 ) -> anyhow::Result<()> {
     let config = config_or_default(config)?;
     let destinations = runtime()?.block_on(pipeline::resolve_destinations(&config.destination.0));
-    let documents = securityhub_agent::policy::documents(&destinations, model, partner_principal);
+    let documents = securityhub_agent::hub::policy::documents(&destinations, model, partner_principal);
     println!("{}", serde_json::to_string_pretty(&documents)?);
     Ok(())
 }

@@ -288,7 +288,7 @@ pub async fn resolve_destinations(configured: &[DestinationConfig]) -> Vec<Desti
 
 /// Logs `doctor`'s checks (all but the import probe) for one destination.
 async fn log_preflight(sdk: aws_config::SdkConfig, d: DestinationConfig, shutdown: CancellationToken) {
-    use crate::doctor::{self, Outcome};
+    use crate::hub::preflight::{self as doctor, Outcome};
     let report = tokio::select! {
         r = doctor::check_with(&sdk, &d, doctor::Depth::Startup) => r,
         () = shutdown.cancelled() => return,

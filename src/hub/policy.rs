@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::config::DestinationConfig;
-use crate::doctor::{Model, is_default_product, subscription_arn};
 use crate::finding::Route;
+use crate::hub::preflight::{Model, is_default_product, subscription_arn};
 
 /// Stands in for what the configuration does not say.
 pub const PARTNER_PRINCIPAL: &str = "arn:aws:iam::PARTNER_ACCOUNT_ID:root";

@@ -1,4 +1,4 @@
-//! `securityhub-agent doctor`: for each destination, the checks that decide whether its findings
+//! Preflight (`securityhub-agent doctor`): for each destination, the checks that decide whether its findings
 //! can arrive, in order, each with the fix when it fails. `run` logs the same checks at start
 //! (all but the import probe) without waiting for them.
 //!
