@@ -77,6 +77,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// The status file `securityhub-agent status` reads.
     pub status: StatusConfig,
+    /// Resolving findings a new scan no longer reports.
+    pub lifecycle: LifecycleConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -339,6 +341,34 @@ impl FormatsConfig {
     }
 }
 
+/// What to do with findings the previous report of a scope had and the new one has not.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolve {
+    /// Leave them (they stay ACTIVE in Security Hub until they age out).
+    #[default]
+    Off,
+    /// Send them again with `RecordState = "ARCHIVED"` (and `Compliance.Status = "PASSED"`).
+    Archive,
+}
+
+/// `[lifecycle]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// `off` (default) or `archive`. Applies to Trivy, Grype and OpenSCAP reports, each a complete
+    /// picture of one target (scanner + target is the scope).
+    pub resolve: Resolve,
+    /// Where the last accepted report of each scope is kept (one small file per scope).
+    pub state_dir: PathBuf,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self { resolve: Resolve::Off, state_dir: PathBuf::from("/var/lib/securityhub-agent/lifecycle") }
+    }
+}
+
 /// `[status]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -457,6 +487,9 @@ const KNOWN_KEYS: &[&str] = &[
     "profile",
     "requests_per_second",
     "burst",
+    "lifecycle",
+    "resolve",
+    "state_dir",
 ];
 
 impl Config {

@@ -53,6 +53,26 @@ impl Context {
     }
 }
 
+/// What a converter says about a whole report besides its findings.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Converted {
+    /// Cuts made to fit ASFF limits.
+    pub truncations: Truncations,
+    /// The report's scan scope — scanner and target — when it describes one target completely
+    /// (see `[lifecycle]`): findings of the previous report of the same scope that this one no
+    /// longer has are resolved.
+    pub scope: Option<Scope>,
+}
+
+/// A report's scan scope and when it was scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `scanner|target|...`: reports with the same key describe the same target.
+    pub key: String,
+    /// The report's scan time (RFC 3339): what its findings carry as `UpdatedAt`.
+    pub scanned: String,
+}
+
 /// Counts the cuts made to fit ASFF limits.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Truncations(pub u32);
@@ -209,14 +229,14 @@ pub fn or_empty(s: &Option<String>) -> &str {
 /// What a streaming converter emits, collected into a list (for tests and tools; the daemon
 /// hands each finding on as it is made).
 pub fn collect<E>(
-    convert: impl FnOnce(&mut dyn FnMut(Value) -> std::ops::ControlFlow<()>) -> Result<Truncations, E>,
+    convert: impl FnOnce(&mut dyn FnMut(Value) -> std::ops::ControlFlow<()>) -> Result<Converted, E>,
 ) -> Result<(Vec<Value>, Truncations), E> {
     let mut out = Vec::new();
-    let t = convert(&mut |v| {
+    let c = convert(&mut |v| {
         out.push(v);
         std::ops::ControlFlow::Continue(())
     })?;
-    Ok((out, t))
+    Ok((out, c.truncations))
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::build::{
-    Context, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_score, label_from_word, or_empty,
-    scan_time,
+    Context, Converted, Head, REMEDIATION_MAX, Scope, Truncations, finding_id, label_from_score,
+    label_from_word, or_empty, scan_time,
 };
 
 #[derive(Deserialize)]
@@ -106,19 +106,21 @@ pub fn convert_each(
     bytes: &[u8],
     ctx: &Context,
     emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
-) -> Result<Truncations, serde_json::Error> {
+) -> Result<Converted, serde_json::Error> {
     let report: Report = serde_json::from_slice(bytes)?;
     let mut t = Truncations::default();
     let target = report.source.as_ref().and_then(|s| s.target.as_ref()).map(target_name).unwrap_or_default();
     let source_type = report.source.as_ref().and_then(|s| s.kind.clone()).unwrap_or_default();
     let scanned = scan_time(report.descriptor.as_ref().and_then(|d| d.timestamp.as_deref()), &ctx.now);
     let version = report.descriptor.as_ref().and_then(|d| d.version.clone()).unwrap_or_default();
+    let scope =
+        (!target.is_empty()).then(|| Scope { key: format!("grype|{target}"), scanned: scanned.clone() });
     for m in &report.matches {
         if emit(one(m, &target, &source_type, &version, &scanned, ctx, &mut t)).is_break() {
             break;
         }
     }
-    Ok(t)
+    Ok(Converted { truncations: t, scope })
 }
 
 /// `source.target` is a string for directories and an object with `userInput` for images.

@@ -104,9 +104,11 @@ pub struct Options {
     pub include_passed: bool,
 }
 
-/// Counts for the log line.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Counts for the log line, and the report's scope.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DecodeSummary {
+    /// The scan scope of a complete scanner report (see `[lifecycle]`).
+    pub scope: Option<build::Scope>,
     /// Findings handed on.
     pub findings: u64,
     /// Pieces rejected.
@@ -170,7 +172,7 @@ pub fn decode<R: Read + Seek>(
         stopped: false,
     };
     let emit = &mut |v| hand.push(v);
-    let truncations = match format {
+    let converted = match format {
         Format::Trivy => trivy::convert_each(&bytes, ctx, emit).map_err(|e| document(e.to_string()))?,
         Format::Grype => grype::convert_each(&bytes, ctx, emit).map_err(|e| document(e.to_string()))?,
         Format::Sarif => sarif::convert_each(&bytes, ctx, emit).map_err(|e| document(e.to_string()))?,
@@ -178,7 +180,8 @@ pub fn decode<R: Read + Seek>(
             .map_err(|e| document(e.to_string()))?,
         Format::Asff => unreachable!("ASFF is streamed above"),
     };
-    hand.summary.truncations = truncations.0;
+    hand.summary.truncations = converted.truncations.0;
+    hand.summary.scope = converted.scope;
     let end = if hand.stopped { DecodeEnd::Stopped } else { DecodeEnd::Complete(hand.summary) };
     Ok((format, end))
 }

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::build::{
-    Context, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_score, label_from_word, scan_time,
+    Context, Converted, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_score, label_from_word,
+    scan_time,
 };
 
 #[derive(Deserialize)]
@@ -155,18 +156,20 @@ pub fn convert_each(
     bytes: &[u8],
     ctx: &Context,
     emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
-) -> Result<Truncations, serde_json::Error> {
+) -> Result<Converted, serde_json::Error> {
     let log: Log = serde_json::from_slice(bytes)?;
+    // A SARIF log names no single target it covers completely: no scope.
+    let scope = None;
     let mut t = Truncations::default();
     for run in &log.runs {
         let scanned = scan_time(run.invocations.iter().find_map(|i| i.end_time_utc.as_deref()), &ctx.now);
         for r in &run.results {
             if emit(one(run, r, &scanned, ctx, &mut t)).is_break() {
-                return Ok(t);
+                return Ok(Converted { truncations: t, scope });
             }
         }
     }
-    Ok(t)
+    Ok(Converted { truncations: t, scope })
 }
 
 fn one(run: &Run, r: &SarifResult, scanned: &str, ctx: &Context, t: &mut Truncations) -> Value {

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::build::{
-    Context, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_word, or_empty, scan_time,
+    Context, Converted, Head, REMEDIATION_MAX, Scope, Truncations, finding_id, label_from_word, or_empty,
+    scan_time,
 };
 
 #[derive(Deserialize)]
@@ -118,7 +119,7 @@ pub fn convert_each(
     bytes: &[u8],
     ctx: &Context,
     emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
-) -> Result<Truncations, serde_json::Error> {
+) -> Result<Converted, serde_json::Error> {
     let report: Report = serde_json::from_slice(bytes)?;
     if report.schema_version != 2 {
         return Err(serde::de::Error::custom(format!(
@@ -129,25 +130,29 @@ pub fn convert_each(
     let mut t = Truncations::default();
     let artifact = or_empty(&report.artifact_name);
     let scanned = scan_time(report.created_at.as_deref(), &ctx.now);
+    let scope = (!artifact.is_empty()).then(|| Scope {
+        key: format!("trivy|{artifact}|{}", or_empty(&report.artifact_type)),
+        scanned: scanned.clone(),
+    });
     for r in &report.results {
         let target = or_empty(&r.target);
         for v in &r.vulnerabilities {
             if emit(vulnerability(v, r, artifact, &report, &scanned, ctx, &mut t)).is_break() {
-                return Ok(t);
+                return Ok(Converted { truncations: t, scope });
             }
         }
         for m in r.misconfigurations.iter().filter(|m| m.status.as_deref() != Some("PASS")) {
             if emit(misconfiguration(m, target, artifact, &scanned, ctx, &mut t)).is_break() {
-                return Ok(t);
+                return Ok(Converted { truncations: t, scope });
             }
         }
         for s in &r.secrets {
             if emit(secret(s, target, artifact, &scanned, ctx, &mut t)).is_break() {
-                return Ok(t);
+                return Ok(Converted { truncations: t, scope });
             }
         }
     }
-    Ok(t)
+    Ok(Converted { truncations: t, scope })
 }
 
 fn severity(word: &Option<String>) -> &'static str {

@@ -9,7 +9,9 @@ use std::ops::ControlFlow;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Value, json};
 
-use super::build::{Context, Head, REMEDIATION_MAX, Truncations, finding_id, label_from_word, scan_time};
+use super::build::{
+    Context, Converted, Head, REMEDIATION_MAX, Scope, Truncations, finding_id, label_from_word, scan_time,
+};
 
 /// The XML is not well formed.
 #[derive(Debug, thiserror::Error)]
@@ -216,8 +218,12 @@ pub fn convert_each(
     ctx: &Context,
     include_pass: bool,
     emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
-) -> Result<Truncations, XmlError> {
+) -> Result<Converted, XmlError> {
     let parsed = parse(bytes)?;
+    let scope = parsed.tests.first().map(|t| Scope {
+        key: format!("openscap|{}|{}", t.target, t.profile),
+        scanned: scan_time(t.end_time.as_deref(), &ctx.now),
+    });
     let mut t = Truncations::default();
     let empty = Rule::default();
     for test in &parsed.tests {
@@ -275,11 +281,11 @@ pub fn convert_each(
                 ("openscap/Idents", idents.join(", ")),
             ]);
             if emit(f).is_break() {
-                return Ok(t);
+                return Ok(Converted { truncations: t, scope });
             }
         }
     }
-    Ok(t)
+    Ok(Converted { truncations: t, scope })
 }
 
 #[cfg(test)]

@@ -70,6 +70,16 @@ pub enum AckEvent {
     },
     /// The ticket's last reference is gone.
     Closed(Closed),
+    /// The ticket's file is a complete report of this scope with these findings (Id, kept
+    /// fields); sent before the file is read completely, so before `Closed`.
+    Lifecycle {
+        /// Ticket number.
+        ticket: u64,
+        /// The report's scope.
+        scope: crate::decode::build::Scope,
+        /// Its findings as queued (dead-lettered ones are taken out when the file closes).
+        findings: Vec<(String, serde_json::Value)>,
+    },
 }
 
 /// One claimed spool file while its findings are on their way.
@@ -205,7 +215,7 @@ mod tests {
         loop {
             match rx.try_recv().expect("an event") {
                 AckEvent::Closed(c) => return c,
-                AckEvent::DeadLetter { .. } => continue,
+                AckEvent::DeadLetter { .. } | AckEvent::Lifecycle { .. } => continue,
             }
         }
     }

@@ -155,6 +155,9 @@ pub async fn run(
         failed: config.spool.failed_dir(),
         done: config.spool.done_dir(),
         on_success: config.spool.on_success,
+        spool: config.spool.dir.clone(),
+        lifecycle: (config.lifecycle.resolve == crate::config::Resolve::Archive)
+            .then(|| config.lifecycle.state_dir.clone()),
     };
     dirs.prepare().map_err(|source| RunError::Dirs { path: dirs.failed.clone(), source })?;
     for d in &destinations {
@@ -229,6 +232,7 @@ pub async fn run(
         },
         formats: config.formats.clone(),
         owners: config.spool.owners(),
+        lifecycle: config.lifecycle.resolve == crate::config::Resolve::Archive,
         budget,
         queue: queue::Lanes(queues),
         events,

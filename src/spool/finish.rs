@@ -31,6 +31,10 @@ pub struct Dirs {
     pub done: PathBuf,
     /// Delete or move.
     pub on_success: OnSuccess,
+    /// The spool, where archive files go.
+    pub spool: PathBuf,
+    /// The lifecycle state directory, when `[lifecycle] resolve = "archive"`.
+    pub lifecycle: Option<PathBuf>,
 }
 
 impl Dirs {
@@ -76,9 +80,19 @@ struct Report<'a> {
 /// Handles acknowledgement events until every sender is gone.
 pub fn run(mut events: UnboundedReceiver<AckEvent>, dirs: Dirs, claims: Claims, stats: Arc<Stats>) {
     let mut open: HashMap<u64, BufWriter<File>> = HashMap::new();
+    let mut reports: HashMap<u64, (crate::decode::build::Scope, Vec<(String, serde_json::Value)>)> =
+        HashMap::new();
+    let mut rejected: HashMap<u64, std::collections::HashSet<String>> = HashMap::new();
     while let Some(event) = events.blocking_recv() {
         match event {
+            AckEvent::Lifecycle { ticket, scope, findings } => {
+                reports.insert(ticket, (scope, findings));
+            }
             AckEvent::DeadLetter { ticket, letter, permit } => {
+                // Dead letters come while the file is read, before its Lifecycle event.
+                if let (Some(_), Some(id)) = (&dirs.lifecycle, &letter.id) {
+                    rejected.entry(ticket.id()).or_default().insert(id.clone());
+                }
                 if let Err(e) = append(&mut open, &dirs, ticket.id(), &letter) {
                     // The letter is not safe on disk: keep the file in the spool.
                     error!(file = %ticket.path().display(), error = %e, "cannot write dead letter; the file stays in the spool");
@@ -87,7 +101,24 @@ pub fn run(mut events: UnboundedReceiver<AckEvent>, dirs: Dirs, claims: Claims, 
                 stats.rejected(&letter.code);
                 drop(permit);
             }
-            AckEvent::Closed(closed) => {
+            AckEvent::Closed(mut closed) => {
+                let report = reports.remove(&closed.ticket);
+                let refused = rejected.remove(&closed.ticket).unwrap_or_default();
+                if let (Some((scope, findings)), Some(state_dir), Outcome::Finished) =
+                    (report, &dirs.lifecycle, &closed.outcome)
+                {
+                    let accepted = findings.into_iter().filter(|(id, _)| !refused.contains(id)).collect();
+                    match super::lifecycle::resolve(state_dir, &dirs.spool, &scope, accepted) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            info!(file = %closed.path.display(), scope = %scope.key, archived = n, "findings no longer reported: archived")
+                        }
+                        Err(e) => {
+                            error!(file = %closed.path.display(), error = %e, "cannot record the report's lifecycle state; the file stays in the spool");
+                            closed.outcome = Outcome::Unfinished;
+                        }
+                    }
+                }
                 let writer = open.remove(&closed.ticket);
                 if let Err(e) = close(&dirs, &closed, writer, &stats) {
                     error!(file = %closed.path.display(), error = %e, "cannot finish the file; it stays in the spool");

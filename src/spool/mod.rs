@@ -3,6 +3,7 @@
 //! are settled (see [`finish`]).
 
 pub mod finish;
+pub mod lifecycle;
 pub mod open;
 pub mod scan;
 mod watch;
@@ -29,6 +30,9 @@ use crate::pipeline::stats::Stats;
 use finish::Claims;
 pub use watch::WatchError;
 
+/// Findings of one report kept for `[lifecycle]`; a larger report is delivered without it.
+pub const MAX_LIFECYCLE_FINDINGS: usize = 50_000;
+
 /// Everything the reader needs.
 pub struct Reader {
     /// The spool directory.
@@ -49,6 +53,8 @@ pub struct Reader {
     pub owners: open::Owners,
     /// The memory budget.
     pub budget: Budget,
+    /// Collect each complete report's findings for `[lifecycle] resolve = "archive"`.
+    pub lifecycle: bool,
     /// The queues, one per destination.
     pub queue: Lanes,
     /// Acknowledgement events.
@@ -209,6 +215,8 @@ impl Reader {
         let mut options = self.options.clone();
         options.context.now = now.format(&Rfc3339).expect("RFC 3339 formatting of a valid time");
         let forced = path.file_name().and_then(|n| self.formats.forced(&n.to_string_lossy()));
+        // With [lifecycle], a report's findings (reduced) until its scope is known, up to a cap.
+        let mut kept = self.lifecycle.then(Vec::new);
         let result = decode::decode(file, forced, &options, now, |item| {
             let len = match &item {
                 Decoded::Finding(f) => f.json.len(),
@@ -220,6 +228,12 @@ impl Reader {
             self.stats.decoded();
             match item {
                 Decoded::Finding(finding) => {
+                    if let Some(list) = &mut kept {
+                        match lifecycle::keep(&finding.json) {
+                            Some(k) if list.len() < MAX_LIFECYCLE_FINDINGS => list.push(k),
+                            _ => kept = None,
+                        }
+                    }
                     let queued = Queued { finding, ack: ticket.ack(), permit };
                     if !self.queue.send(queued) {
                         return ControlFlow::Break(()); // the sender is gone: stopping
@@ -248,6 +262,9 @@ impl Reader {
                     info!(%format, truncations = summary.truncations, "texts cut to fit ASFF limits");
                 }
                 debug!(%format, findings = summary.findings, rejected = summary.rejected, "read");
+                if let (Some(scope), Some(findings)) = (summary.scope, kept) {
+                    let _ = self.events.send(AckEvent::Lifecycle { ticket: ticket.id(), scope, findings });
+                }
                 ticket.read_complete();
             }
             Ok((_, DecodeEnd::Stopped)) => debug!("reading stopped"),
