@@ -361,11 +361,19 @@ pub struct LifecycleConfig {
     pub resolve: Resolve,
     /// Where the last accepted report of each scope is kept (one small file per scope).
     pub state_dir: PathBuf,
+    /// A scope with no report for this long is listed as stale in `status`; its findings are
+    /// left as they are (the scanner may have stopped, the target may be gone).
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
 }
 
 impl Default for LifecycleConfig {
     fn default() -> Self {
-        Self { resolve: Resolve::Off, state_dir: PathBuf::from("/var/lib/securityhub-agent/lifecycle") }
+        Self {
+            resolve: Resolve::Off,
+            state_dir: PathBuf::from("/var/lib/securityhub-agent/lifecycle"),
+            stale_after: Duration::from_secs(7 * 24 * 3600),
+        }
     }
 }
 
@@ -490,6 +498,7 @@ const KNOWN_KEYS: &[&str] = &[
     "lifecycle",
     "resolve",
     "state_dir",
+    "stale_after",
 ];
 
 impl Config {

@@ -30,6 +30,51 @@ pub struct Report {
     pub destinations: Vec<(String, f64)>,
     /// The counters since start.
     pub counters: Snapshot,
+    /// `[lifecycle]` scopes, when resolving is on.
+    #[serde(default)]
+    pub lifecycle: Option<Scopes>,
+}
+
+/// The lifecycle scopes the agent keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Scopes {
+    /// Scopes with a recorded report.
+    pub scopes: u64,
+    /// Scopes whose last report is older than `stale_after` (their findings are left as they
+    /// are): up to 10, oldest first, as (scope, age in seconds).
+    pub stale: Vec<(String, u64)>,
+    /// How many are stale in all.
+    pub stale_count: u64,
+}
+
+/// Counts the scopes in `state_dir` and lists those not reported for longer than `stale_after`.
+pub fn scopes(state_dir: &Path, now: std::time::SystemTime, stale_after: Duration) -> Scopes {
+    let mut out = Scopes::default();
+    let Ok(entries) = std::fs::read_dir(state_dir) else { return out };
+    let mut stale = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().ends_with(".json") || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        out.scopes += 1;
+        let age = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|m| now.duration_since(m).ok());
+        if age.is_some_and(|a| a > stale_after) {
+            stale.push((e.path(), age.unwrap_or_default().as_secs()));
+        }
+    }
+    out.stale_count = stale.len() as u64;
+    stale.sort_by_key(|s| std::cmp::Reverse(s.1));
+    out.stale = stale
+        .into_iter()
+        .take(10)
+        .filter_map(|(path, age)| {
+            let state: crate::spool::lifecycle::State =
+                serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+            Some((state.scope, age))
+        })
+        .collect();
+    out
 }
 
 /// Spool backlog: (files, bytes, age of the oldest in seconds); agent subdirectories excluded.
@@ -109,6 +154,18 @@ pub fn render(r: &Report, now_unix: u64) -> String {
     for (code, n) in &c.rejected {
         out.push_str(&format!("  dead-lettered {code}: {n}\n"));
     }
+    if let Some(l) = &r.lifecycle {
+        out.push_str(&format!(
+            "lifecycle:      {} scopes, {} not reported lately (left as they are)\n",
+            l.scopes, l.stale_count
+        ));
+        for (scope, age) in &l.stale {
+            out.push_str(&format!(
+                "  stale {scope}: last report {}\n",
+                ago(now_unix, now_unix.saturating_sub(*age))
+            ));
+        }
+    }
     out.push_str(&format!(
         "files:          {} finished, {} quarantined; requests: {} sent, {} failed\n",
         c.files_finished, c.files_quarantined, c.requests, c.requests_failed
@@ -130,12 +187,43 @@ mod tests {
             oldest_file_age_s: 7,
             in_memory_findings: 10,
             destinations: vec![("111122223333/eu-west-1".into(), 9.5)],
+            lifecycle: None,
             counters: Snapshot {
                 last_delivery_unix: 990,
                 last_error: Some((995, "503 ServiceUnavailable".into())),
                 ..Snapshot::default()
             },
         }
+    }
+
+    #[test]
+    fn scopes_not_reported_lately_are_listed_oldest_first() {
+        use crate::decode::build::Scope;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let state_dir = dir.path().join("state");
+        for key in ["trivy|a|image", "trivy|b|image", "grype|c"] {
+            let scope = Scope { key: key.into(), scanned: "t".into() };
+            crate::spool::lifecycle::resolve(&state_dir, &spool, &scope, vec![]).unwrap();
+        }
+        let now = std::time::SystemTime::now();
+        let age = |key: &str, days: u64| {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(crate::spool::lifecycle::state_path(&state_dir, key))
+                .unwrap();
+            f.set_modified(now - Duration::from_secs(days * 86_400)).unwrap();
+        };
+        age("trivy|a|image", 9);
+        age("grype|c", 30);
+        let s = scopes(&state_dir, now, Duration::from_secs(7 * 86_400));
+        assert_eq!((s.scopes, s.stale_count), (3, 2));
+        assert_eq!(s.stale.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["grype|c", "trivy|a|image"]);
+        let mut r = report();
+        r.lifecycle = Some(s);
+        let text = render(&r, 1000);
+        assert!(text.contains("lifecycle:      3 scopes, 2 not reported lately"), "{text}");
     }
 
     #[test]

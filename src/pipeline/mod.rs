@@ -343,6 +343,8 @@ async fn report_status(config: Config, budget: queue::Budget, observe: Observe, 
             oldest_file_age_s,
             in_memory_findings: config.queue.max_findings.saturating_sub(budget.free_findings()) as u64,
             destinations: observe.lanes().iter().map(|l| (l.name.clone(), l.rate())).collect(),
+            lifecycle: (config.lifecycle.resolve == crate::config::Resolve::Archive)
+                .then(|| status::scopes(&config.lifecycle.state_dir, now, config.lifecycle.stale_after)),
             counters: observe.stats.snapshot(),
         };
         match status::write(&config.status.path, &report) {

@@ -207,6 +207,49 @@ mod tests {
         );
     }
 
+    /// The store holds one file per scope, the last report's: its size depends on the scopes,
+    /// not on how many reports came. 10,000 scopes: `cargo test --lib lifecycle -- --ignored`.
+    fn size_after_two_rounds(scopes: usize) -> (usize, u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let (state_dir, spool) = (dir.path().join("state"), dir.path().join("spool"));
+        std::fs::create_dir(&spool).unwrap();
+        let size = || -> u64 {
+            std::fs::read_dir(&state_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+        };
+        let findings = |round: usize| -> Vec<(String, Value)> {
+            (0..10)
+                .map(|i| {
+                    (format!("f{:03}", i + round), json!({"Id": format!("f{:03}", i + round), "Title": "t"}))
+                })
+                .collect()
+        };
+        for s in 0..scopes {
+            let scope = Scope { key: format!("trivy|app-{s}|image"), scanned: "t1".into() };
+            resolve(&state_dir, &spool, &scope, findings(0)).unwrap();
+        }
+        let first = size();
+        for s in 0..scopes {
+            let scope = Scope { key: format!("trivy|app-{s}|image"), scanned: "t2".into() };
+            resolve(&state_dir, &spool, &scope, findings(1)).unwrap();
+        }
+        (std::fs::read_dir(&state_dir).unwrap().count(), first, size())
+    }
+
+    #[test]
+    fn the_store_is_one_file_per_scope_whatever_the_reports() {
+        let (files, first, second) = size_after_two_rounds(200);
+        assert_eq!(files, 200);
+        assert_eq!(first, second, "a second round of reports replaces, never adds");
+    }
+
+    #[test]
+    #[ignore = "long: 10,000 scopes, 20,000 synced writes"]
+    fn ten_thousand_scopes() {
+        let (files, first, second) = size_after_two_rounds(10_000);
+        eprintln!("10,000 scopes of 10 findings: {files} files, {first} bytes, then {second} bytes");
+        assert_eq!((files, first), (10_000, second));
+    }
+
     #[test]
     fn resolve_writes_the_archive_then_the_state() {
         let dir = tempfile::tempdir().unwrap();
