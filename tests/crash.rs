@@ -145,3 +145,96 @@ async fn crash_suite_full() {
 fn seed() -> u64 {
     std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..1000))
 }
+
+/// The crash suite in lifecycle mode: rounds of Trivy reports for several targets, each round
+/// delivered while the agent is killed at random moments. At the end every finding of the last
+/// round is active and every finding that an earlier round had and the last has not is archived:
+/// nothing lost, no archive missed, none undone.
+async fn lifecycle_crash_suite(seed: u64, targets: usize, rounds: usize, kills_per_round: usize) {
+    eprintln!("lifecycle crash suite: seed {seed}, {targets} targets, {rounds} rounds");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let env = Env::new().await;
+    let state_dir = env.dir.path().join("lifecycle");
+    let config = env.config(&format!(
+        "[lifecycle]\nresolve = \"archive\"\nstate_dir = \"{}\"\n[batch]\nmax_in_flight = 1\nmax_findings = 10\n[rate]\nrequests_per_second = 20.0\nburst = 2\n",
+        state_dir.display()
+    ));
+    let cves = |round: usize, target: usize| -> Vec<String> {
+        // 60 CVEs a report; each round drops some of the previous ones and adds new ones.
+        (0..60).map(|i| format!("CVE-{target}-{}", i + round * 15 + usize::from(i % 7 == 0) * 1000)).collect()
+    };
+    let report = |round: usize, target: usize| -> Vec<u8> {
+        let vulns: Vec<Value> = cves(round, target)
+            .iter()
+            .map(|c| serde_json::json!({"VulnerabilityID": c, "PkgName": "openssl", "InstalledVersion": "1", "Severity": "HIGH", "Title": c}))
+            .collect();
+        serde_json::json!({
+            "SchemaVersion": 2, "CreatedAt": format!("2026-11-{:02}T00:00:00Z", round + 1),
+            "ArtifactName": format!("app-{target}:1.0"), "ArtifactType": "container_image",
+            "Results": [{"Target": format!("app-{target}:1.0 (debian 12)"), "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": vulns}],
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let (mut kills, mut mid) = (0, 0);
+    for round in 0..rounds {
+        for t in 0..targets {
+            env.drop_file(&format!("r{round}-app{t}.json"), &report(round, t));
+        }
+        for _ in 0..kills_per_round {
+            let mut daemon = env.spawn(&config);
+            tokio::time::sleep(Duration::from_millis(rng.u64(150..900))).await;
+            daemon.kill().await.unwrap();
+            daemon.wait().await.unwrap();
+            kills += 1;
+            mid += usize::from(!env.spool_files().is_empty());
+        }
+        let mut daemon = env.spawn(&config);
+        env.wait_spool_empty(Duration::from_secs(300)).await;
+        daemon.kill().await.unwrap();
+    }
+    // What hubsim should hold: the last round active, everything else that ever appeared archived.
+    let by_cve: std::collections::BTreeMap<String, String> = env
+        .hub
+        .findings()
+        .iter()
+        .map(|f| {
+            let cve = f["Vulnerabilities"][0]["Id"].as_str().unwrap().to_owned();
+            (cve, f["RecordState"].as_str().unwrap_or("ACTIVE").to_owned())
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    let mut archived = 0;
+    for t in 0..targets {
+        let last: BTreeSet<String> = cves(rounds - 1, t).into_iter().collect();
+        for round in 0..rounds {
+            for c in cves(round, t) {
+                let want = if last.contains(&c) { "ACTIVE" } else { "ARCHIVED" };
+                archived += usize::from(want == "ARCHIVED" && round == 0);
+                match by_cve.get(&c) {
+                    Some(state) if state == want => {}
+                    other => wrong.push(format!("{c}: {other:?}, want {want}")),
+                }
+            }
+        }
+    }
+    eprintln!(
+        "lifecycle crash suite: {} findings at hubsim, {kills} kills ({mid} mid-delivery), {} wrong",
+        by_cve.len(),
+        wrong.len()
+    );
+    assert!(archived > 0, "the rounds archive something");
+    assert!(mid > 0, "no kill landed mid-delivery: the suite showed nothing");
+    assert!(wrong.is_empty(), "{:?}", &wrong[..wrong.len().min(10)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_crash_suite_short() {
+    lifecycle_crash_suite(seed(), 3, 3, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "long: CRASH_SEED=N cargo test --test crash lifecycle_crash_suite_full -- --ignored --nocapture"]
+async fn lifecycle_crash_suite_full() {
+    lifecycle_crash_suite(seed(), 10, 6, 5).await;
+}
