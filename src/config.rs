@@ -365,6 +365,29 @@ pub struct LifecycleConfig {
     /// left as they are (the scanner may have stopped, the target may be gone).
     #[serde(with = "humantime_serde")]
     pub stale_after: Duration,
+    /// ASFF files that are complete reports too: `[[lifecycle.asff]]` entries, first match wins.
+    pub asff: Vec<AsffScope>,
+}
+
+/// One `[[lifecycle.asff]]` entry: ASFF files whose name matches `pattern` are complete reports
+/// of the scope `scope` (e.g. a nightly Prowler export).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsffScope {
+    /// File-name pattern: `*` any run of characters, `?` any one character.
+    pub pattern: String,
+    /// The scope's name.
+    pub scope: String,
+}
+
+impl LifecycleConfig {
+    /// The scope an ASFF file of this name is a complete report of, if any.
+    pub fn asff_scope(&self, name: &str) -> Option<&str> {
+        self.asff
+            .iter()
+            .find(|a| crate::decode::detect::glob_match(&a.pattern, name))
+            .map(|a| a.scope.as_str())
+    }
 }
 
 impl Default for LifecycleConfig {
@@ -373,6 +396,7 @@ impl Default for LifecycleConfig {
             resolve: Resolve::Off,
             state_dir: PathBuf::from("/var/lib/securityhub-agent/lifecycle"),
             stale_after: Duration::from_secs(7 * 24 * 3600),
+            asff: Vec::new(),
         }
     }
 }
@@ -499,6 +523,9 @@ const KNOWN_KEYS: &[&str] = &[
     "resolve",
     "state_dir",
     "stale_after",
+    "asff",
+    "pattern",
+    "scope",
 ];
 
 impl Config {

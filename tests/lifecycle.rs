@@ -95,3 +95,35 @@ async fn without_lifecycle_nothing_is_archived() {
     assert_eq!(states(&env)["CVE-2"].0, "ACTIVE", "resolve = off (the default) leaves it");
     daemon.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asff_files_named_as_complete_reports_take_part() {
+    let env = Env::new().await;
+    let state_dir = env.dir.path().join("lifecycle");
+    let config = env.config(&format!(
+        "[lifecycle]\nresolve = \"archive\"\nstate_dir = \"{}\"\n[[lifecycle.asff]]\npattern = \"prowler-*.json\"\nscope = \"prowler\"\n",
+        state_dir.display()
+    ));
+    let mut daemon = env.spawn(&config);
+    let ids =
+        |f: &[&str]| serde_json::to_vec(&f.iter().map(|id| common::finding(id)).collect::<Vec<_>>()).unwrap();
+    env.drop_file("prowler-1.json", &ids(&["p1", "p2", "p3"]));
+    env.drop_file("other-1.json", &ids(&["o1"]));
+    env.wait_spool_empty(Duration::from_secs(30)).await;
+    env.drop_file("prowler-2.json", &ids(&["p1", "p2"]));
+    env.drop_file("other-2.json", &ids(&["o2"]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.hub.finding("p3").is_none_or(|f| f["RecordState"] != "ARCHIVED") {
+        assert!(tokio::time::Instant::now() < deadline, "p3 not archived: {:?}", env.hub.finding("p3"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.wait_spool_empty(Duration::from_secs(30)).await;
+    let p3 = env.hub.finding("p3").unwrap();
+    assert!(p3["UpdatedAt"].as_str().unwrap() > "2024-01-01T00:00:00Z", "{p3}");
+    assert!(env.hub.finding("p1").unwrap().get("RecordState").is_none(), "still active");
+    assert!(
+        env.hub.finding("o1").unwrap().get("RecordState").is_none(),
+        "files not named as complete reports take no part"
+    );
+    daemon.kill().await.unwrap();
+}

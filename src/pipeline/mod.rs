@@ -233,6 +233,7 @@ pub async fn run(
         formats: config.formats.clone(),
         owners: config.spool.owners(),
         lifecycle: config.lifecycle.resolve == crate::config::Resolve::Archive,
+        lifecycle_config: config.lifecycle.clone(),
         budget,
         queue: queue::Lanes(queues),
         events,

@@ -55,6 +55,8 @@ pub struct Reader {
     pub budget: Budget,
     /// Collect each complete report's findings for `[lifecycle] resolve = "archive"`.
     pub lifecycle: bool,
+    /// Which ASFF files are complete reports, and of what scope.
+    pub lifecycle_config: crate::config::LifecycleConfig,
     /// The queues, one per destination.
     pub queue: Lanes,
     /// Acknowledgement events.
@@ -262,7 +264,21 @@ impl Reader {
                     info!(%format, truncations = summary.truncations, "texts cut to fit ASFF limits");
                 }
                 debug!(%format, findings = summary.findings, rejected = summary.rejected, "read");
-                if let (Some(scope), Some(findings)) = (summary.scope, kept) {
+                // ASFF names no scope of its own: [[lifecycle.asff]] says which files are complete
+                // reports; their scan time is the file's modification time (the same on a re-read).
+                let asff_scope = (format == decode::Format::Asff)
+                    .then(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .flatten()
+                    .and_then(|name| self.lifecycle_config.asff_scope(&name).map(str::to_owned))
+                    .map(|scope| decode::build::Scope {
+                        key: format!("asff|{scope}"),
+                        scanned: OffsetDateTime::from(
+                            meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH),
+                        )
+                        .format(&Rfc3339)
+                        .expect("RFC 3339 formatting of a valid time"),
+                    });
+                if let (Some(scope), Some(findings)) = (summary.scope.or(asff_scope), kept) {
                     let _ = self.events.send(AckEvent::Lifecycle { ticket: ticket.id(), scope, findings });
                 }
                 ticket.read_complete();
