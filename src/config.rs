@@ -381,6 +381,11 @@ pub struct AsffScope {
 }
 
 impl LifecycleConfig {
+    /// `resolve = "archive"`.
+    pub fn archiving(&self) -> bool {
+        self.resolve == Resolve::Archive
+    }
+
     /// The scope an ASFF file of this name is a complete report of, if any.
     pub fn asff_scope(&self, name: &str) -> Option<&str> {
         self.asff

@@ -199,10 +199,7 @@ mod tests {
     #[test]
     fn scopes_not_reported_lately_are_listed_oldest_first() {
         use crate::decode::build::Scope;
-        let dir = tempfile::tempdir().unwrap();
-        let spool = dir.path().join("spool");
-        std::fs::create_dir(&spool).unwrap();
-        let state_dir = dir.path().join("state");
+        let (_dir, state_dir, spool) = crate::spool::lifecycle::tests::dirs();
         for key in ["trivy|a|image", "trivy|b|image", "grype|c"] {
             let scope = Scope { key: key.into(), scanned: "t".into() };
             crate::spool::lifecycle::resolve(&state_dir, &spool, &scope, vec![]).unwrap();

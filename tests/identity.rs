@@ -223,14 +223,21 @@ fn role_config(
     path
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn partner_assumes_the_customer_role_with_its_external_id() {
+/// A hubsim whose role wants external id `ext-7f3a`, a spool holding a Trivy report, and a
+/// config that assumes the role with `external_id`.
+async fn partner_setup(external_id: &str) -> (Hub, tempfile::TempDir, std::path::PathBuf) {
     let hub = hub_with_role(partner_role("ext-7f3a")).await;
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     std::fs::create_dir(&spool).unwrap();
     drop_report(&spool, "trivy.json");
-    let config = role_config(dir.path(), &spool, &hub, "ext-7f3a");
+    let config = role_config(dir.path(), &spool, &hub, external_id);
+    (hub, dir, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partner_assumes_the_customer_role_with_its_external_id() {
+    let (hub, _dir, config) = partner_setup("ext-7f3a").await;
     let out = partner_agent(&["run", "--once", "--config", config.to_str().unwrap()]).output().await.unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
@@ -246,12 +253,8 @@ async fn partner_assumes_the_customer_role_with_its_external_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_external_id_is_a_clear_error_without_a_retry_storm() {
-    let hub = hub_with_role(partner_role("ext-7f3a")).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (hub, dir, config) = partner_setup("not-the-id").await;
     let spool = dir.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    drop_report(&spool, "trivy.json");
-    let config = role_config(dir.path(), &spool, &hub, "not-the-id");
     let mut child = partner_agent(&["run", "--config", config.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

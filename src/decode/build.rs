@@ -226,9 +226,10 @@ pub fn or_empty(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or_default()
 }
 
-/// What a streaming converter emits, collected into a list (for tests and tools; the daemon
-/// hands each finding on as it is made).
-pub fn collect<E>(
+/// What a streaming converter emits, collected into a list (for tests; the daemon hands each
+/// finding on as it is made).
+#[cfg(test)]
+pub(crate) fn collect<E>(
     convert: impl FnOnce(&mut dyn FnMut(Value) -> std::ops::ControlFlow<()>) -> Result<Converted, E>,
 ) -> Result<(Vec<Value>, Truncations), E> {
     let mut out = Vec::new();

@@ -94,13 +94,6 @@ struct Location {
     path: Option<String>,
 }
 
-/// Converts a Grype report; returns the findings and the truncations made.
-/// Converts a whole report into a list of findings (for tests and tools; the daemon streams
-/// them through [`convert_each`]).
-pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations), serde_json::Error> {
-    super::build::collect(|emit| convert_each(bytes, ctx, emit))
-}
-
 /// Converts a report, handing each finding to `emit` as it is made; stops when `emit` says so.
 pub fn convert_each(
     bytes: &[u8],

@@ -144,13 +144,6 @@ fn score(v: &Option<Value>) -> Option<f64> {
     }
 }
 
-/// Converts a SARIF log; returns the findings and the truncations made.
-/// Converts a whole report into a list of findings (for tests and tools; the daemon streams
-/// them through [`convert_each`]).
-pub fn convert(bytes: &[u8], ctx: &Context) -> Result<(Vec<Value>, Truncations), serde_json::Error> {
-    super::build::collect(|emit| convert_each(bytes, ctx, emit))
-}
-
 /// Converts a log, handing each finding to `emit` as it is made; stops when `emit` says so.
 pub fn convert_each(
     bytes: &[u8],

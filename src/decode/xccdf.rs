@@ -202,16 +202,6 @@ fn store(f: Field, value: String, rule: Option<&mut Rule>, test: Option<&mut Tes
     }
 }
 
-/// Converts an XCCDF results or ARF document into a list of findings (for tests and tools; the
-/// daemon streams them through [`convert_each`]); `include_pass` also reports passed rules.
-pub fn convert(
-    bytes: &[u8],
-    ctx: &Context,
-    include_pass: bool,
-) -> Result<(Vec<Value>, Truncations), XmlError> {
-    super::build::collect(|emit| convert_each(bytes, ctx, include_pass, emit))
-}
-
 /// Converts a document, handing each finding to `emit` as it is made; stops when `emit` says so.
 pub fn convert_each(
     bytes: &[u8],
@@ -291,6 +281,14 @@ pub fn convert_each(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn convert(
+        bytes: &[u8],
+        ctx: &Context,
+        include_pass: bool,
+    ) -> Result<(Vec<Value>, Truncations), XmlError> {
+        super::super::build::collect(|emit| convert_each(bytes, ctx, include_pass, emit))
+    }
 
     const DOC: &str = r#"<?xml version="1.0"?>
 <Benchmark xmlns="http://checklists.nist.gov/xccdf/1.2" xmlns:h="http://www.w3.org/1999/xhtml" id="b">

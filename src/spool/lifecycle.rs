@@ -142,9 +142,17 @@ pub fn resolve(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A temporary directory with a state directory (made on first use) and a spool.
+    pub(crate) fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (state_dir, spool) = (dir.path().join("state"), dir.path().join("spool"));
+        std::fs::create_dir(&spool).unwrap();
+        (dir, state_dir, spool)
+    }
 
     fn state(ids: &[&str]) -> State {
         State {
@@ -185,9 +193,7 @@ mod tests {
 
     #[test]
     fn a_crash_before_the_state_is_written_rewrites_the_same_archive_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state_dir, spool) = (dir.path().join("state"), dir.path().join("spool"));
-        std::fs::create_dir(&spool).unwrap();
+        let (_dir, state_dir, spool) = dirs();
         let scope = |t: &str| Scope { key: "grype|img".into(), scanned: t.into() };
         let f = |id: &str| (id.to_owned(), json!({"Id": id}));
         resolve(&state_dir, &spool, &scope("t1"), vec![f("a"), f("b")]).unwrap();
@@ -210,9 +216,7 @@ mod tests {
     /// The store holds one file per scope, the last report's: its size depends on the scopes,
     /// not on how many reports came. 10,000 scopes: `cargo test --lib lifecycle -- --ignored`.
     fn size_after_two_rounds(scopes: usize) -> (usize, u64, u64) {
-        let dir = tempfile::tempdir().unwrap();
-        let (state_dir, spool) = (dir.path().join("state"), dir.path().join("spool"));
-        std::fs::create_dir(&spool).unwrap();
+        let (_dir, state_dir, spool) = dirs();
         let size = || -> u64 {
             std::fs::read_dir(&state_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
         };
@@ -252,9 +256,7 @@ mod tests {
 
     #[test]
     fn resolve_writes_the_archive_then_the_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state_dir, spool) = (dir.path().join("state"), dir.path().join("spool"));
-        std::fs::create_dir(&spool).unwrap();
+        let (_dir, state_dir, spool) = dirs();
         let scope = |t: &str| Scope { key: "trivy|app|image".into(), scanned: t.into() };
         let f = |id: &str| (id.to_owned(), json!({"Id": id}));
         assert_eq!(resolve(&state_dir, &spool, &scope("t1"), vec![f("a"), f("b"), f("c")]).unwrap(), 0);

@@ -53,10 +53,8 @@ pub struct Reader {
     pub owners: open::Owners,
     /// The memory budget.
     pub budget: Budget,
-    /// Collect each complete report's findings for `[lifecycle] resolve = "archive"`.
-    pub lifecycle: bool,
-    /// Which ASFF files are complete reports, and of what scope.
-    pub lifecycle_config: crate::config::LifecycleConfig,
+    /// `[lifecycle]` when `resolve = "archive"`: collect each complete report's findings.
+    pub lifecycle: Option<crate::config::LifecycleConfig>,
     /// The queues, one per destination.
     pub queue: Lanes,
     /// Acknowledgement events.
@@ -184,7 +182,7 @@ impl Reader {
     }
 
     fn read_blocking(&self, path: &Path, ticket_id: u64, handle: &Handle, shutdown: &CancellationToken) {
-        let (file, meta) = match open::open_regular(path, Some(&self.owners)) {
+        let (mut file, meta) = match open::open_regular(path, Some(&self.owners)) {
             Ok(opened) => opened,
             Err(refusal) => {
                 self.claims.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
@@ -216,9 +214,37 @@ impl Reader {
         let now = OffsetDateTime::now_utc();
         let mut options = self.options.clone();
         options.context.now = now.format(&Rfc3339).expect("RFC 3339 formatting of a valid time");
-        let forced = path.file_name().and_then(|n| self.formats.forced(&n.to_string_lossy()));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut forced = self.formats.forced(&name);
         // With [lifecycle], a report's findings (reduced) until its scope is known, up to a cap.
-        let mut kept = self.lifecycle.then(Vec::new);
+        // The format is detected first (and decode told it, so nothing is detected twice): an
+        // ASFF file takes part only when [[lifecycle.asff]] names it, and otherwise its findings
+        // are not parsed again for nothing.
+        let (mut kept, mut asff_scope) = (None, None);
+        if let Some(lifecycle) = &self.lifecycle {
+            if forced.is_none() {
+                forced = decode::detect::detect(&mut file).ok().flatten();
+                if std::io::Seek::rewind(&mut file).is_err() {
+                    forced = None; // decode reads from the start again and says what is wrong
+                }
+            }
+            // ASFF names no scope of its own; its scan time is the file's modification time
+            // (the same on a re-read after a crash).
+            asff_scope = (forced == Some(decode::Format::Asff))
+                .then(|| lifecycle.asff_scope(&name))
+                .flatten()
+                .map(|scope| decode::build::Scope {
+                    key: format!("asff|{scope}"),
+                    scanned: OffsetDateTime::from(
+                        meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH),
+                    )
+                    .format(&Rfc3339)
+                    .expect("RFC 3339 formatting of a valid time"),
+                });
+            if forced != Some(decode::Format::Asff) || asff_scope.is_some() {
+                kept = Some(Vec::new());
+            }
+        }
         let result = decode::decode(file, forced, &options, now, |item| {
             let len = match &item {
                 Decoded::Finding(f) => f.json.len(),
@@ -264,20 +290,6 @@ impl Reader {
                     info!(%format, truncations = summary.truncations, "texts cut to fit ASFF limits");
                 }
                 debug!(%format, findings = summary.findings, rejected = summary.rejected, "read");
-                // ASFF names no scope of its own: [[lifecycle.asff]] says which files are complete
-                // reports; their scan time is the file's modification time (the same on a re-read).
-                let asff_scope = (format == decode::Format::Asff)
-                    .then(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .flatten()
-                    .and_then(|name| self.lifecycle_config.asff_scope(&name).map(str::to_owned))
-                    .map(|scope| decode::build::Scope {
-                        key: format!("asff|{scope}"),
-                        scanned: OffsetDateTime::from(
-                            meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH),
-                        )
-                        .format(&Rfc3339)
-                        .expect("RFC 3339 formatting of a valid time"),
-                    });
                 if let (Some(scope), Some(findings)) = (summary.scope.or(asff_scope), kept) {
                     let _ = self.events.send(AckEvent::Lifecycle { ticket: ticket.id(), scope, findings });
                 }
